@@ -1,0 +1,1 @@
+"""Face data: SynthFaces, the CelebA reader, folder reader, cache, bias samplers, datamodule."""
