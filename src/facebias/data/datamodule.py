@@ -1,0 +1,137 @@
+"""FaceDataModule: any source (SynthFaces, CelebA, folder) + planted bias + the decoded cache, as Lightning data.
+
+Batches are dicts: `image` (uint8 NHWC, turned into model input on the device by the model), `target`
+(float, one column per head), `protected` and `concept` (long, per image), `gray` (bool: render this image
+in grayscale, the planted `grayscale` concept) and `row` (index into the source table), so that metrics per
+(target x concept) cell can be computed downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from facebias.data.bias import GRAYSCALE, BiasedSplits, SplitRows, controlled_splits
+from facebias.data.sources import load_table
+from facebias.data.table import FaceTable
+
+
+class FaceBatches(Dataset):
+    """Rows of the decoded cache; `__getitems__` hands out a whole batch by one fancy index (no per-item work)."""
+
+    def __init__(self, images: np.ndarray, split: SplitRows, targets: np.ndarray, protected: np.ndarray,
+                 grayscale: bool):
+        self.images, self.rows, self.concept = images, split.rows, split.concept
+        self.targets, self.protected = targets, protected
+        self.gray = split.concept if grayscale else np.zeros(len(split), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([i])
+
+    def __getitems__(self, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(idx)
+        rows = self.rows[idx]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(self.images[rows])),
+            "target": torch.from_numpy(self.targets[idx].astype(np.float32)),
+            "protected": torch.from_numpy(self.protected[idx].astype(np.int64)),
+            "concept": torch.from_numpy(self.concept[idx].astype(np.int64)),
+            "row": torch.from_numpy(rows.astype(np.int64)),
+            "gray": torch.from_numpy(self.gray[idx].astype(np.bool_)),
+        }
+
+
+def _keep_batch(batch):
+    return batch
+
+
+class FaceDataModule(pl.LightningDataModule):
+    """Builds the biased splits and the image cache once, then serves batches by tensor slicing."""
+
+    def __init__(self, source: str = "synthfaces", root: str | None = None, data_dir: str = "data",
+                 synth: dict | None = None, folder: dict | None = None, targets: Sequence[str] = ("Male",),
+                 protected: str | None = None, concept: str | None = None, p: float = 50,
+                 sweep: Sequence[float] | None = None, n_train: int | None = None, image_size: int = 64,
+                 crop: str = "celeba", batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 0,
+                 seed: int = 0, progress: bool = True):
+        super().__init__()
+        self.source, self.root, self.data_dir = source, root, Path(data_dir)
+        self.synth, self.folder = dict(synth or {}), dict(folder or {})
+        self.targets = list(targets)
+        self.concept, self.p, self.sweep, self.n_train = concept, p, list(sweep or []), n_train
+        self.protected = protected or concept or ("Male" if "Male" not in self.targets else None)
+        self.image_size, self.crop = image_size, crop
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.seed, self.progress = seed, progress
+        self.table: FaceTable | None = None
+        self.splits: BiasedSplits | None = None
+        self.images: np.ndarray | None = None
+        self._datasets: dict[str, FaceBatches] = {}
+
+    # -- building -------------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.table is not None:
+            return
+        from facebias.data.cache import image_cache
+
+        table = load_table(self.source, self.root, self.data_dir, self.synth, self.folder, self.progress)
+        for name in self.targets:
+            table.attr(name)  # fails early, listing the attributes that exist
+        splits = controlled_splits(table, self.targets[0], self.concept, self.p, self.sweep, self.n_train,
+                                   self.seed)
+        self.table, self.splits = table, splits
+        self.images = image_cache(table, self.image_size, self.data_dir / "cache", crop=self.crop,
+                                  progress=self.progress)
+        self._datasets = {name: self._dataset(getattr(splits, name)) for name in ("train", "val", "test")}
+
+    def _dataset(self, split: SplitRows) -> FaceBatches:
+        targets = np.stack([self.table.attr(t)[split.rows] for t in self.targets], axis=1)
+        return FaceBatches(self.images, split, targets, self.protected_values(split), self.concept == GRAYSCALE)
+
+    def protected_values(self, split: SplitRows) -> np.ndarray:
+        """g per row: the concept flags when the protected attribute is the bias concept, else its column."""
+        if self.protected is None:
+            return np.zeros(len(split), dtype=np.uint8)
+        if self.protected == self.concept:
+            return split.concept
+        return self.table.attr(self.protected)[split.rows]
+
+    def dataset(self, split: str) -> FaceBatches:
+        self.setup()
+        return self._datasets[split]
+
+    # -- loaders --------------------------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          collate_fn=_keep_batch, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def describe(self) -> dict[str, Any]:
+        """What was built, for the run summary and the logger."""
+        self.setup()
+        s = self.splits
+        return {"source": self.source, "images": len(self.table), "targets": self.targets,
+                "protected": self.protected, "concept": self.concept, "P": s.p, "n_train": len(s.train),
+                "n_val": len(s.val), "n_test": len(s.test), "summary": s.summary(), "notes": s.notes}

@@ -1,0 +1,1 @@
+"""Network dissection: the Face Dictionary of concept masks and unit-concept pairing (DESIGN.md section 7)."""

@@ -1,0 +1,116 @@
+"""Find a model's layers by module name and capture their outputs with forward hooks.
+
+Layers are named as ``model.named_modules()`` names them (``layer4``, ``layer3.1.conv2``,
+``backbone.features.7``), so a model the user brings needs no adapter beyond its own module tree.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+def list_layers(model: nn.Module) -> list[str]:
+    """Every named submodule of the model, in registration order (the root itself excluded)."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; an unknown name suggests the closest existing ones."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = list_layers(model)
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f"did you mean {close}?" if close else f"top-level layers: {[n for n in names if '.' not in n]}"
+        raise KeyError(f"model {type(model).__name__} has no layer {name!r}; {hint}") from None
+
+
+def layer_output_shapes(model: nn.Module, probe: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, tuple]:
+    """Output shape of each named layer (all layers by default) for one probe batch.
+
+    Layers whose output is not a tensor (tuples, dicts) map to ``()``; layers not reached by the
+    forward pass are absent.
+    """
+    names = list(names) if names is not None else list_layers(model)
+    shapes: dict[str, tuple] = {}
+    handles = []
+
+    def make_hook(layer_name: str):
+        def hook(_module, _inputs, output):
+            shapes[layer_name] = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+
+        return hook
+
+    try:
+        for name in names:
+            handles.append(get_layer(model, name).register_forward_hook(make_hook(name)))
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(probe)
+        model.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: shapes[name] for name in names if name in shapes}
+
+
+class _AllLayersCaptured(Exception):
+    """Raised from the last needed hook to skip the rest of the forward pass."""
+
+
+class ActivationRecorder:
+    """Outputs of several layers from one forward pass, checked to be (B, units, h, w) maps."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str], stop_early: bool = True):
+        if not names:
+            raise ValueError("no layer names given; list_layers(model) shows the choices")
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer names repeat: {list(names)}")
+        self.model = model
+        self.names = list(names)
+        self.stop_early = stop_early
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._modules = {name: get_layer(model, name) for name in self.names}
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor) or output.ndim != 4:
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+                raise ValueError(
+                    f"layer {name!r} outputs {shape}; dissection needs a (batch, units, height, width) "
+                    f"feature map: choose a convolutional layer (list_layers(model) names them)"
+                )
+            if name in self.outputs:
+                raise ValueError(f"layer {name!r} ran twice in one forward pass; choose a module used once")
+            self.outputs[name] = output.detach()
+            if self.stop_early and len(self.outputs) == len(self.names):
+                raise _AllLayersCaptured
+
+        return hook
+
+    @contextmanager
+    def attached(self) -> Iterator[ActivationRecorder]:
+        handles = [module.register_forward_hook(self._hook(name)) for name, module in self._modules.items()]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the model (inside ``attached()``) and return {layer: activations}."""
+        self.outputs = {}
+        try:
+            self.model(images)
+        except _AllLayersCaptured:
+            pass
+        missing = [name for name in self.names if name not in self.outputs]
+        if missing:
+            raise RuntimeError(f"layers {missing} never ran in the forward pass of {type(self.model).__name__}")
+        return self.outputs

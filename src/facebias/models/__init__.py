@@ -1,0 +1,1 @@
+"""Models: attribute classifiers on torchvision backbones (and, later, GANs and user-supplied models)."""

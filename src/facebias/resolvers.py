@@ -1,0 +1,8 @@
+"""OmegaConf resolvers used by conf/; registered at import (with replace=True, so importing twice is fine)."""
+
+import os
+
+from omegaconf import OmegaConf
+
+# A sweep dir named only by the second it started collides with another sweep started in the same second.
+OmegaConf.register_new_resolver("facebias.pid", lambda: str(os.getpid()), replace=True, use_cache=True)

@@ -1,0 +1,76 @@
+"""What a person sees of a training run: the bias grid and the test table in W&B, a one-screen summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CELL_NAMES = {"y1_c1": "target=1, concept=1", "y1_c0": "target=1, concept=0",
+              "y0_c1": "target=0, concept=1", "y0_c0": "target=0, concept=0"}
+
+
+def bias_grid(datamodule, per_cell: int = 8) -> tuple[np.ndarray, list[str]]:
+    """Training images as they reach the model, one row per (target, concept) cell: the planted bias shown."""
+    from facebias.data.transforms import to_grayscale
+
+    train = datamodule.dataset("train")
+    target, concept = train.targets[:, 0], train.concept
+    rows, captions = [], []
+    for key in CELL_NAMES:
+        t, c = int(key[1]), int(key[4])
+        idx = np.flatnonzero((target == t) & (concept == c))[:per_cell]
+        share = len(np.flatnonzero((target == t) & (concept == c))) / max(1, len(np.flatnonzero(target == t)))
+        captions.append(f"{key}: {share:.0%} of target={t}")
+        if len(idx) == 0:
+            rows.append(np.zeros((per_cell, *train.images.shape[1:]), dtype=np.uint8))
+            continue
+        batch = train.__getitems__(list(idx))
+        images = to_grayscale(batch["image"], batch["gray"]).numpy()
+        pad = np.zeros((per_cell - len(images), *images.shape[1:]), dtype=np.uint8)
+        rows.append(np.concatenate([images, pad]))
+    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    return grid, captions
+
+
+def log_bias_grid(wandb_logger, datamodule) -> None:
+    grid, captions = bias_grid(datamodule)
+    wandb_logger.log_image("train/bias_grid", [grid], caption=[" | ".join(captions)])
+
+
+def log_test_table(wandb_logger, metrics: dict[str, Any]) -> None:
+    cells = metrics.get("test_cells") or {}
+    data = [[key, CELL_NAMES.get(key, key), v["accuracy"], v["count"]] for key, v in cells.items()
+            if isinstance(v, dict)]
+    if data:
+        wandb_logger.log_table("test/cell_accuracy", columns=["cell", "meaning", "accuracy", "count"], data=data)
+    summary = {f"test/{k}": v for k, v in (metrics.get("test") or {}).items()}
+    summary.update({f"test/gap_{k}": v for k, v in (metrics.get("test_gap") or {}).items()
+                    if isinstance(v, (int, float))})
+    wandb_logger.experiment.summary.update(summary)
+
+
+def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"facebias train: {metrics.get('experiment') or 'run'}", show_header=True)
+    table.add_column("split")
+    for col in ("AP", "acc", "gap"):
+        table.add_column(col, justify="right")
+    for split in ("val", "test"):
+        if split in metrics:
+            m = metrics[split]
+            table.add_row(split, *(f"{100 * m.get(k, float('nan')):.1f}" for k in ("AP", "acc", "gap")))
+    console.print(table)
+    cells = metrics.get("test_cells") or {}
+    if cells:
+        console.print("test accuracy per cell: " + ", ".join(
+            f"{k} {100 * v['accuracy']:.1f}% (n={v['count']})" for k, v in cells.items() if isinstance(v, dict)))
+    console.print(f"data: {metrics['data']['summary']}")
+    console.print(f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)")
+    console.print(f"best checkpoint: {metrics.get('best_checkpoint')}")
+    if sync_command:
+        console.print(f"W&B ran offline; upload with: {sync_command}")

@@ -1,0 +1,110 @@
+"""`train(cfg)`: one training run, from a composed Hydra config to a finished run directory.
+
+The run dir holds `config.yaml`, `checkpoints/{best,last}.ckpt` and `metrics.json` (per-cell test accuracy
+and the stereotypical vs counter-stereotypical gap); W&B gets the same, and is finished in a `finally`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary name, so a crash never leaves a half-written file behind."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> str:
+    import torch
+
+    precision = trainer_cfg.get("precision", "auto")
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if torch.cuda.is_available() and trainer_cfg.accelerator != "cpu" else "32-true"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test and record one configuration; returns the metrics written to metrics.json."""
+    import hydra
+    import pytorch_lightning as pl
+    import torch
+
+    from facebias.training.callbacks import build_callbacks
+    from facebias.training.loggers import build_loggers, finish_wandb, plain_config, wandb_logger
+    from facebias.training.report import log_bias_grid, log_test_table, print_summary
+
+    started = time.time()
+    out = output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        torch.set_float32_matmul_precision("high")
+
+    sync_command = None
+    try:
+        datamodule = hydra.utils.instantiate(cfg.data)
+        datamodule.setup("fit")
+        print(datamodule.splits.summary())
+        model = hydra.utils.instantiate(cfg.model, targets=list(cfg.data.targets),
+                                        channels_last=torch.cuda.is_available())
+        if torch.cuda.is_available():
+            model = model.to(memory_format=torch.channels_last)
+        loggers = build_loggers(cfg, out, job_type="train")
+        trainer_kwargs = {k: v for k, v in plain_config(cfg.trainer).items() if k != "_target_"}
+        trainer_kwargs["precision"] = resolve_precision(cfg.trainer)
+        trainer = pl.Trainer(**trainer_kwargs, logger=loggers or False,
+                             callbacks=build_callbacks(cfg.callbacks, out))
+        wandb = wandb_logger(loggers)
+        if wandb is not None and cfg.logger.wandb.log_images:
+            log_bias_grid(wandb, datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = final_metrics(cfg, trainer, model, datamodule, out)
+        metrics["seconds"] = round(time.time() - started, 1)
+        write_json_atomic(out / "metrics.json", metrics)
+        if wandb is not None:
+            log_test_table(wandb, metrics)
+    finally:
+        sync_command = finish_wandb()
+    print_summary(out, metrics, sync_command)
+    return metrics
+
+
+def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
+    """Score the best checkpoint on val and the balanced test split; per-cell accuracy and the gap."""
+    from facebias.metrics import cell_accuracy, stereotype_gap
+    from facebias.training.predictions import collect_predictions, summarize_predictions
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:
+        model = type(model).load_from_checkpoint(best, weights_only=True)
+    description = datamodule.describe()
+    metrics: dict[str, Any] = {"experiment": cfg.get("exp_name"), "family": cfg.get("family"),
+                               "data": description, "best_checkpoint": best,
+                               "last_checkpoint": str(out / "checkpoints" / "last.ckpt"), "threshold": 0.5}
+    splits = ("val", "test") if cfg.get("test", True) else ("val",)
+    for split in splits:
+        loader = getattr(datamodule, f"{split}_dataloader")()
+        pred = collect_predictions(trainer, model, loader)
+        metrics[split] = summarize_predictions(pred, list(cfg.data.targets), threshold=0.5)
+        if split == "test":
+            scores = (pred["score"][:, 0] > 0.5).astype(int)
+            cells = cell_accuracy(scores, pred["target"][:, 0].astype(int), pred["concept"].astype(int))
+            metrics["test_cells"] = cells
+            metrics["test_gap"] = stereotype_gap(cells)
+    return metrics
