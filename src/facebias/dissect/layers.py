@@ -14,9 +14,17 @@ import torch
 from torch import nn
 
 
-def list_layers(model: nn.Module) -> list[str]:
-    """Every named submodule of the model, in registration order (the root itself excluded)."""
-    return [name for name, _ in model.named_modules() if name]
+def list_layers(model: nn.Module, probe: torch.Tensor | None = None) -> list[str]:
+    """Every named submodule of the model, in registration order (the root itself excluded).
+
+    With a probe batch, each entry becomes ``"name (output shape)"`` for people choosing a layer
+    (``layer_output_shapes`` gives the same as a dict); layers the probe does not reach are dropped.
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    if probe is None:
+        return names
+    shapes = layer_output_shapes(model, probe, names)
+    return [f"{name} {shapes[name]}" for name in names if name in shapes]
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -24,19 +32,23 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     try:
         return model.get_submodule(name)
     except AttributeError:
-        names = list_layers(model)
+        names = [n for n, _ in model.named_modules() if n]
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-        hint = f"did you mean {close}?" if close else f"top-level layers: {[n for n in names if '.' not in n]}"
+        hint = (
+            f"did you mean {close}?" if close else f"top-level layers: {[n for n in names if '.' not in n]}"
+        )
         raise KeyError(f"model {type(model).__name__} has no layer {name!r}; {hint}") from None
 
 
-def layer_output_shapes(model: nn.Module, probe: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, tuple]:
+def layer_output_shapes(
+    model: nn.Module, probe: torch.Tensor, names: Sequence[str] | None = None
+) -> dict[str, tuple]:
     """Output shape of each named layer (all layers by default) for one probe batch.
 
     Layers whose output is not a tensor (tuples, dicts) map to ``()``; layers not reached by the
     forward pass are absent.
     """
-    names = list(names) if names is not None else list_layers(model)
+    names = list(names) if names is not None else [n for n, _ in model.named_modules() if n]
     shapes: dict[str, tuple] = {}
     handles = []
 
@@ -112,5 +124,7 @@ class ActivationRecorder:
             pass
         missing = [name for name in self.names if name not in self.outputs]
         if missing:
-            raise RuntimeError(f"layers {missing} never ran in the forward pass of {type(self.model).__name__}")
+            raise RuntimeError(
+                f"layers {missing} never ran in the forward pass of {type(self.model).__name__}"
+            )
         return self.outputs

@@ -36,10 +36,17 @@ class GroupActivationStats:
     total_sq: torch.Tensor  # (G, 2, U) float64: sum of squared responses
 
     @classmethod
-    def empty(cls, group_names: tuple[str, ...], units: int, device: torch.device | str = "cpu") -> GroupActivationStats:
+    def empty(
+        cls, group_names: tuple[str, ...], units: int, device: torch.device | str = "cpu"
+    ) -> GroupActivationStats:
         g = len(group_names)
         zeros = dict(dtype=torch.float64, device=device)
-        return cls(group_names, torch.zeros(g, 2, **zeros), torch.zeros(g, 2, units, **zeros), torch.zeros(g, 2, units, **zeros))
+        return cls(
+            group_names,
+            torch.zeros(g, 2, **zeros),
+            torch.zeros(g, 2, units, **zeros),
+            torch.zeros(g, 2, units, **zeros),
+        )
 
     def update(self, responses: torch.Tensor, groups: torch.Tensor) -> None:
         """Add a batch: responses (B, U) spatial means, groups (B, G) 0/1."""
@@ -97,7 +104,9 @@ def biased_units(
     return rows
 
 
-def biased_unit_counts(stats: Mapping[str, GroupActivationStats], threshold: float = BIAS_THRESHOLD) -> list[dict]:
+def biased_unit_counts(
+    stats: Mapping[str, GroupActivationStats], threshold: float = BIAS_THRESHOLD
+) -> list[dict]:
     """Number of biased units per (layer, group), split by the sign of d."""
     counts = []
     for layer, layer_stats in stats.items():

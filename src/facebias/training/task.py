@@ -37,6 +37,27 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() and trainer_cfg.accelerator != "cpu" else "32-true"
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Fail on a bad option before any data is generated, cached or trained on."""
+    from facebias.data.bias import GRAYSCALE, validate_p
+
+    data = cfg.data
+    validate_p(data.p, "data.p")
+    for q in data.get("sweep") or []:
+        validate_p(q, "data.sweep entry")
+    if not data.targets:
+        raise ValueError("data.targets is empty: name at least one attribute to classify, e.g. data.targets=[Male]")
+    if data.source == "synthfaces":
+        from facebias.data.synthfaces import ATTRIBUTE_NAMES
+
+        wanted = [*data.targets, *([data.concept] if data.concept not in (None, GRAYSCALE) else []),
+                  *([data.protected] if data.protected not in (None, data.concept) else [])]
+        for name in wanted:
+            if name not in ATTRIBUTE_NAMES:
+                raise KeyError(f"unknown attribute {name!r} for SynthFaces (in data.targets, data.concept or "
+                               f"data.protected); available: {', '.join(ATTRIBUTE_NAMES)}")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test and record one configuration; returns the metrics written to metrics.json."""
     import hydra
@@ -44,9 +65,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from facebias.training.callbacks import build_callbacks
-    from facebias.training.loggers import build_loggers, finish_wandb, plain_config, wandb_logger
+    from facebias.training.loggers import (
+        build_loggers,
+        finish_wandb,
+        plain_config,
+        run_identity,
+        wandb_logger,
+    )
     from facebias.training.report import log_bias_grid, log_test_table, print_summary
 
+    check_config(cfg)
     started = time.time()
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = final_metrics(cfg, trainer, model, datamodule, out)
         metrics["seconds"] = round(time.time() - started, 1)
+        metrics["wandb"] = run_identity(cfg)  # evaluate.py and dissect.py log into the same group
         write_json_atomic(out / "metrics.json", metrics)
         if wandb is not None:
             log_test_table(wandb, metrics)

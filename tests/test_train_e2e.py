@@ -1,0 +1,103 @@
+"""train.py end to end at tiny scale: fit, checkpoints, resume, multirun with one W&B run per job, and the
+known answer of the controlled experiments (a P=100 model is far more biased than a P=50 model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, TINY
+from wandb_records import find_runs, read_run
+
+
+def run_train(root: Path, data_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 300):
+    cmd = [sys.executable, "train.py", *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}",
+           *overrides]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("metrics.json"))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("fit")
+    result = run_train(root, data_dir, "+experiment=p80", "trainer.max_epochs=2")
+    (run_dir,) = run_dirs(root)
+    return run_dir, result
+
+
+def test_fit_writes_run_dir(fitted):
+    run_dir, result = fitted
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (run_dir / "config.yaml").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "checkpoints" / "best.ckpt").exists()
+    cells = metrics["test_cells"]
+    assert set(cells) == {"y1_c1", "y1_c0", "y0_c1", "y0_c0"}
+    counts = {v["count"] for v in cells.values()}
+    assert len(counts) == 1 and counts.pop() > 0  # the test split is balanced over the four cells
+    assert metrics["data"]["P"] == 80 and metrics["data"]["concept"] == "Eyeglasses"
+    assert {"stereotypical", "counter_stereotypical", "gap"} <= set(metrics["test_gap"])
+    assert "run dir:" in result.stdout  # the one-screen summary
+
+
+def test_checkpoint_loads_with_weights_only(fitted):
+    run_dir, _ = fitted
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["targets"] == ["Male"]
+    from facebias.models.classifier import AttributeClassifier
+
+    model = AttributeClassifier.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
+
+
+def test_resume_from_last_checkpoint(fitted, tmp_path, data_dir):
+    run_dir, _ = fitted
+    last = run_dir / "checkpoints" / "last.ckpt"
+    before = torch.load(last, weights_only=True, map_location="cpu")
+    assert before["epoch"] == 1  # two epochs: 0 and 1
+    run_train(tmp_path, data_dir, "+experiment=p80", "trainer.max_epochs=3", f"ckpt_path={last}")
+    (resumed,) = run_dirs(tmp_path)
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert after["epoch"] == 2  # one more epoch, not three
+    assert after["global_step"] == before["global_step"] * 3 // 2
+
+
+def test_multirun_gives_one_wandb_run_per_job(tmp_path, data_dir):
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_dir"), "WANDB_SILENT": "true"}
+    result = run_train(tmp_path, data_dir, "-m", "+experiment=p50,p100", "logger=wandb",
+                       "logger.wandb.log_images=true", env=env)
+    runs = find_runs(tmp_path)
+    assert len(runs) == 2, result.stdout[-2000:]
+    records = [read_run(path) for path in runs]
+    assert {r["job_type"] for r in records} == {"train"}
+    groups = {r["group"] for r in records}
+    assert len(groups) == 1 and "sweep" in groups.pop()  # grouped by the sweep
+    assert sorted(r["config"]["exp_name"] for r in records) == ["p100", "p50"]
+    for record in records:  # each run holds its own job's numbers, not the other's
+        logged = set().union(*record["history"]) if record["history"] else set()
+        assert "train/loss_epoch" in logged and "val/AP" in logged
+        assert "test/gap" in record["summary"]
+    assert "wandb sync" in result.stdout
+
+
+@pytest.mark.slow
+def test_p100_model_is_more_biased_than_p50(tmp_path, data_dir):
+    """The reason the toolkit exists: the planted shortcut must show at P=100 and not at P=50."""
+    gaps = {}
+    for p in (50, 100):
+        root = tmp_path / f"p{p}"
+        run_train(root, data_dir, f"+experiment=p{p}", "trainer.max_epochs=4")
+        (run_dir,) = run_dirs(root)
+        gaps[p] = json.loads((run_dir / "metrics.json").read_text())["test_gap"]["gap"]
+    assert gaps[100] > 0.25, gaps
+    assert gaps[100] > gaps[50] + 0.2, gaps
