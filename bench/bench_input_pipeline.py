@@ -155,7 +155,8 @@ def cache_batches(images: np.ndarray, attrs: np.ndarray, generator: torch.Genera
     order = torch.randperm(len(images), generator=generator).numpy()
     for start in range(0, len(order), BATCH):
         rows = np.sort(order[start : start + BATCH])  # sorted rows: sequential reads from the memmap
-        x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float().sub_(mean).mul_(scale)
+        # channels first while still bytes (4x cheaper to move), then per-channel normalise on contiguous planes
+        x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).contiguous().float().sub_(mean).mul_(scale)
         flip = torch.rand(len(rows), generator=generator) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         yield x, torch.from_numpy(attrs[rows])

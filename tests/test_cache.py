@@ -64,10 +64,9 @@ def test_resized_cache_equals_pil_bilinear_of_the_crop(tmp_path: Path) -> None:
         np.testing.assert_array_equal(images[row], np.asarray(expected))
 
 
-def test_worker_pool_gives_the_same_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_pool_gives_the_same_pixels(tmp_path: Path) -> None:
     table = read_celeba(SAMPLE)
     serial = np.array(image_cache(table, 32, tmp_path / "serial", progress=False, num_workers=1))
-    monkeypatch.setattr(cache, "_IN_PROCESS_BELOW", 0)
     pooled = image_cache(table, 32, tmp_path / "pooled", progress=False, num_workers=2)
     np.testing.assert_array_equal(pooled, serial)
     assert [p.name for p in (tmp_path / "pooled").iterdir() if ".tmp" in p.name] == []
@@ -154,7 +153,7 @@ def test_two_processes_started_together_build_one_cache(tmp_path: Path) -> None:
     assert sorted(p.suffix for p in (tmp_path / "c").iterdir()) == [".json", ".lock", ".npy"]
 
 
-def test_wrong_frame_size_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_frame_size_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "img").mkdir()
     for name in ("ok.png", "small.png"):
         Image.new("RGB", (178, 218) if name == "ok.png" else (100, 120)).save(tmp_path / "img" / name)
@@ -170,7 +169,6 @@ def test_wrong_frame_size_names_the_file(tmp_path: Path, monkeypatch: pytest.Mon
         ImageDecodeError, match=r"small\.png is 100x120, but crop='celeba' needs .*178x218.*crop='none'"
     ):
         image_cache(table, 32, tmp_path / "c", progress=False, num_workers=1)
-    monkeypatch.setattr(cache, "_IN_PROCESS_BELOW", 0)  # the same error must cross the worker pool
     with pytest.raises(ImageDecodeError, match=r"small\.png is 100x120"):
         image_cache(table, 32, tmp_path / "c", progress=False, num_workers=2)
     assert list((tmp_path / "c").glob("*.npy*")) == []

@@ -16,6 +16,9 @@ BILINEAR)`` (reducing_gap=None, no JPEG draft mode). PIL's bilinear filter widen
 downscaling, i.e. it is antialiased; this is the same call torchvision's ``Resize`` makes on a PIL
 image, so the cache matches a torchvision PIL pipeline pixel for pixel. crop="none" centre-crops the
 whole image to a square (the shorter side) and resizes it the same way (for folder data of any size).
+
+Parallelism: ``num_workers`` threads each decode a chunk of rows straight into the open memmap (Pillow
+releases the GIL while decoding and resizing, so threads scale; no process start-up, no pickling).
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,6 @@ from facebias.geometry import (
 
 CACHE_VERSION = 1
 CROPS = ("celeba", "none")
-_IN_PROCESS_BELOW = 256  # fewer images than this: decoding in-process beats starting worker processes
 _CHECKSUM_CHUNK_BYTES = 64 << 20
 
 
@@ -101,8 +103,7 @@ def image_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     fields = _key_fields(table, size, crop)
-    key = f"{table.source}-{crop}-{size}px-{hashlib.sha256(fields['fingerprint'].encode()).hexdigest()[:24]}"
-    del fields["fingerprint"]
+    key = f"{table.source}-{crop}-{size}px-{fields['sha256'][:24]}"
     npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     shape = (len(table), size, size, 3)
 
@@ -111,10 +112,7 @@ def image_cache(
         if cached is not None:
             return cached
         _build(table, npy, meta, shape, fields, size, crop, progress, num_workers)
-        cached = _open_if_valid(npy, meta, shape, fields)
-        if cached is None:  # pragma: no cover - only if the disk lies to us
-            raise RuntimeError(f"cache {npy} failed its own checks right after being written")
-        return cached
+        return np.load(npy, mmap_mode="r")
 
 
 def array_checksum(array: np.ndarray) -> int:
@@ -127,18 +125,23 @@ def array_checksum(array: np.ndarray) -> int:
 
 
 def _key_fields(table: FaceTable, size: int, crop: str) -> dict:
-    """What the cache key hashes: the readable part goes to the metadata, all of it into the digest."""
+    """The cache's identity: readable fields plus the sha256 of them and every file's name, size and mtime."""
     image_dir = Path(table.image_dir).resolve()
+    if not image_dir.is_dir():
+        raise ImageDecodeError(f"image directory {image_dir} of the {table.source} table does not exist")
     stamps = []
-    for name in table.filenames:
-        path = image_dir / name
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            raise ImageDecodeError(
-                f"image {path} of the {table.source} table no longer exists; re-read the data set"
-            ) from None
-        stamps.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    directory = os.open(image_dir, os.O_RDONLY)  # stat relative to one open dir: ~2x faster for 200k files
+    try:
+        for name in table.filenames:
+            try:
+                stat = os.stat(name, dir_fd=directory)
+            except FileNotFoundError:
+                raise ImageDecodeError(
+                    f"image {image_dir / name} of the {table.source} table no longer exists; re-read the data set"
+                ) from None
+            stamps.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    finally:
+        os.close(directory)
     fields = {
         "cache_version": CACHE_VERSION,
         "source": table.source,
@@ -149,7 +152,8 @@ def _key_fields(table: FaceTable, size: int, crop: str) -> dict:
         "first_file": table.filenames[0],
         "last_file": table.filenames[-1],
     }
-    fields["fingerprint"] = json.dumps(fields, sort_keys=True) + "\n" + "\n".join(stamps)
+    fingerprint = json.dumps(fields, sort_keys=True) + "\n" + "\n".join(stamps)
+    fields["sha256"] = hashlib.sha256(fingerprint.encode()).hexdigest()
     return fields
 
 
@@ -199,12 +203,12 @@ def _build(
     try:
         array = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=shape)
         with _ProgressBar(progress, len(paths), f"decoding {len(paths)} images into {npy.name}") as advance:
-            if num_workers <= 1 or len(paths) < _IN_PROCESS_BELOW:
+            if num_workers <= 1:
                 for row, path in enumerate(paths):
                     array[row] = decode_image(path, size, crop)
                     advance(1)
             else:
-                _decode_in_pool(tmp_npy, paths, size, crop, num_workers, advance)
+                _decode_in_pool(array, paths, size, crop, num_workers, advance)
         array.flush()
         checksum = array_checksum(array)
         del array
@@ -216,31 +220,27 @@ def _build(
             leftover.unlink(missing_ok=True)
 
 
-def _decode_in_pool(tmp_npy: Path, paths: list[str], size: int, crop: str, num_workers: int, advance) -> None:
-    """Workers (spawned: safe beside torch's threads) each write their chunk straight into the memmap."""
+def _decode_in_pool(
+    array: np.ndarray, paths: list[str], size: int, crop: str, num_workers: int, advance
+) -> None:
+    """Threads, not processes: Pillow releases the GIL while decoding and resizing (1.7x on 2 cores),
+    and a process pool would re-import the caller's main module (torch: seconds) in every worker."""
     chunk = max(1, min(256, math.ceil(len(paths) / (num_workers * 8))))
-    tasks = [
-        (str(tmp_npy), start, paths[start : start + chunk], size, crop)
-        for start in range(0, len(paths), chunk)
-    ]
-    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-        for done in pool.imap_unordered(_decode_chunk, tasks):
-            advance(done)
 
+    def decode_chunk(start: int) -> int:
+        for row in range(start, min(start + chunk, len(paths))):
+            array[row] = decode_image(paths[row], size, crop)
+        return min(chunk, len(paths) - start)
 
-_worker_arrays: dict[str, np.memmap] = {}
-
-
-def _decode_chunk(task: tuple[str, int, list[str], int, str]) -> int:
-    tmp_npy, start, paths, size, crop = task
-    if tmp_npy not in _worker_arrays:
-        _worker_arrays.clear()
-        _worker_arrays[tmp_npy] = np.load(tmp_npy, mmap_mode="r+")
-    array = _worker_arrays[tmp_npy]
-    for offset, path in enumerate(paths):
-        array[start + offset] = decode_image(path, size, crop)
-    array.flush()
-    return len(paths)
+    with ThreadPoolExecutor(num_workers) as pool:
+        futures = [pool.submit(decode_chunk, start) for start in range(0, len(paths), chunk)]
+        try:
+            for future in as_completed(futures):
+                advance(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 class _ProgressBar:

@@ -111,8 +111,9 @@ CONCEPT_POINTS: dict[str, list[list[Point]]] = {
     "chin": [_diamond("M", 0.0, 0.50, 0.28, 0.24)],
     # forehead: above the brows up to about the hairline
     "forehead": [_diamond("E", 0.0, -0.70, 0.60, 0.30)],
-    # hair: a band across the top of the head, above the forehead
-    "hair": [_diamond("E", 0.0, -1.35, 1.10, 0.40)],
+    # hair: a band across the top of the head above the forehead, and a band down each side of
+    # the face from the temple to about the mouth corners (long hair; background on short hair)
+    "hair": [_diamond("E", 0.0, -1.35, 1.10, 0.40), *_paired(_diamond("LE", -0.75, -0.35, 0.25, 0.75))],
     # eyeglasses: one band over both eyes, from frame edge to frame edge
     "Eyeglasses": [_diamond("E", 0.0, 0.0, 0.90, 0.24)],
     # mustache: the upper lip between the nose and the mouth, corner to corner
@@ -142,7 +143,7 @@ def chi2_radius_squared(confidence: float) -> float:
 class FaceDictionary:
     """Concept ellipses for n faces; masks are drawn on demand so 10k faces need no 0.5 GB up front.
 
-    means: (n, C, K, 2) and inverse covariances (n, C, K, 2, 2) of K components per concept (concepts
+    means: (n, C, K, 2) and covariances (n, C, K, 2, 2) of K components per concept (concepts
     with fewer components repeat one, which leaves their union unchanged), in mask pixels (x, y).
     present: (n, C) bool, False where an attribute says the concept is absent (mask empty).
     groups: non-local concepts as 0/1 int64 arrays per image (Male, Young, Pale_Skin, grayscale).
@@ -179,10 +180,12 @@ class FaceDictionary:
         # Each row y of an ellipse is one interval of x: (x-mx)^T P (x-mx) <= r^2 is a quadratic in
         # dx = x - mx, solved per row, so the per-pixel work is two comparisons.
         means = self.means[indices].to(torch.float64)
-        precision = torch.linalg.inv(self.covariances[indices].to(torch.float64))
+        cov = self.covariances[indices].to(torch.float64)
+        s_xx, s_xy, s_yy = cov[..., 0, 0, None], cov[..., 0, 1, None], cov[..., 1, 1, None]
+        det = s_xx * s_yy - s_xy * s_xy  # closed-form 2x2 inverse (linalg.inv has a large per-call cost)
+        p_xx, p_xy, p_yy = s_yy / det, -s_xy / det, s_xx / det
         centres = torch.arange(self.mask_size, dtype=torch.float64) + 0.5
         dy = centres - means[..., 1, None]  # (b, C, K, S) rows
-        p_xx, p_xy, p_yy = precision[..., 0, 0, None], precision[..., 0, 1, None], precision[..., 1, 1, None]
         half_width = ((p_xy * dy).square() - p_xx * (p_yy * dy.square() - self.radius_squared)).sqrt() / p_xx
         middle = means[..., 0, None] - p_xy * dy / p_xx  # NaN half-width (row misses the ellipse) -> empty
         low = (middle - half_width).to(torch.float32)[..., None]  # (b, C, K, S, 1)

@@ -110,14 +110,20 @@ def bootstrap_metrics(
     return result
 
 
-def _metrics_of_block(index_block: np.ndarray, layout: _Layout) -> dict[str, np.ndarray]:
+def _count_draws(index_block: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, n) times each layout column is drawn, and its (rows, n + 1) running sum from 0."""
     rows, n = index_block.shape
     flat = layout.column_of_sample[index_block]
     flat += (np.arange(rows, dtype=np.int64) * n)[:, None]
     counts = np.bincount(flat.ravel(), minlength=rows * n).reshape(rows, n)
     cum = np.zeros((rows, n + 1), dtype=np.int64)
     np.cumsum(counts, axis=1, out=cum[:, 1:])
+    return counts, cum
 
+
+def _metrics_of_block(index_block: np.ndarray, layout: _Layout) -> dict[str, np.ndarray]:
+    n = index_block.shape[1]
+    counts, cum = _count_draws(index_block, layout)
     starts = layout.starts
     base = cum[:, starts[:4]]  # (rows, 4) drawn samples before each block
     in_cell = cum[:, starts[1:]] - base  # (rows, 4) drawn samples per cell
@@ -179,7 +185,11 @@ def _kl(counts: np.ndarray, cum: np.ndarray, in_cell: np.ndarray, layout: _Layou
 
 
 def _histograms(cell: int, counts: np.ndarray, cum: np.ndarray, in_cell: np.ndarray, layout: _Layout) -> np.ndarray:
-    """np.histogram(drawn scores of the cell, bins=50) for every resample row, as (rows, 50) int64."""
+    """``score_histogram`` of the cell's drawn scores for every resample row, as (rows, 50) int64.
+
+    Where numpy's edges are strictly increasing its index arithmetic lands each value in the bin
+    with e_k <= x < e_k+1 (the last bin closed), which is what the edge lookup computes.
+    """
     rows = len(counts)
     start, stop = layout.starts[cell], layout.starts[cell + 1]
     descending, ascending = layout.descending[cell], layout.ascending[cell]
@@ -198,9 +208,8 @@ def _histograms(cell: int, counts: np.ndarray, cum: np.ndarray, in_cell: np.ndar
     hist[:, :-1] = at_least[:, :-1] - at_least[:, 1:]
     hist[:, -1] = at_least[:, -1]
     hist[~drawn] = 0
-    # Bins narrower than a float step (scores within a few ulps) break the edge lookup: use numpy.
-    for row in np.flatnonzero(drawn & ~np.all(np.diff(edges, axis=1) > 0, axis=1)):
-        hist[row] = np.histogram(np.repeat(descending, counts[row, start:stop]), bins=N_BINS)[0]
+    # np.histogram refuses a range too narrow for 50 distinct edges (a few float steps): undefined.
+    hist[drawn & ~np.all(edges[:, 1:] > edges[:, :-1], axis=1)] = -1
     return hist
 
 
@@ -225,15 +234,16 @@ def _warn_about_undefined(no_positives: np.ndarray, no_true: np.ndarray, kl: np.
         warnings.warn(
             f"{int(no_positives.sum())} of {total} bootstrap resamples have a group without positives; "
             "its TPR is taken as 0 there (as recall_score's zero_division does in the reference)",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning, stacklevel=4,
         )
     if no_true.any():
         warnings.warn(f"{int(no_true.sum())} of {total} bootstrap resamples have no positives; AP is 0 there",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=4)
     nan_rows = np.isnan(kl).any(axis=1)
     if nan_rows.any():
         warnings.warn(
-            f"KL is NaN in {int(nan_rows.sum())} of {total} bootstrap resamples: a (class, group) cell is empty "
-            "or too small for its integer-smoothed histogram to keep any mass; KL's median and std are NaN",
-            RuntimeWarning, stacklevel=3,
+            f"KL is NaN in {int(nan_rows.sum())} of {total} bootstrap resamples: a (class, group) cell is empty, "
+            "too small for its integer-smoothed histogram to keep any mass, or its scores span only a few float "
+            "steps; KL's median and std are NaN",
+            RuntimeWarning, stacklevel=4,
         )

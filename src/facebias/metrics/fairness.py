@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from facebias.metrics.bootstrap import KL_DIRECTIONS, bootstrap_metrics
-from facebias.metrics.histogram_kl import N_BINS, distributions_from_counts, kl_divergence
+from facebias.metrics.histogram_kl import distributions_from_counts, kl_divergence, score_histogram
 from facebias.metrics.validation import as_binary, as_scores, check_same_length, require_both_classes
 
 
@@ -100,20 +100,21 @@ def score_kl_divergences(scores, targets, protected) -> dict[str, float]:
     counts are Gaussian-smoothed with integer (truncated) output, normalised to sum 1 and shifted
     by 1e-6 (see ``histogram_kl``). Keys: ``pos_01`` = KL(p_pos,g=0 || p_pos,g=1), ``pos_10`` the
     reverse, ``neg_01`` / ``neg_10`` likewise on the negatives. A cell that is empty or too small
-    to survive the truncation gives NaN (as 0/0 in the reference), with a warning.
+    to survive the truncation gives NaN (as 0/0 in the reference), with a warning; so does a cell
+    whose scores span only a few float steps (where the reference's np.histogram raises).
     """
     scores = as_scores("scores", scores)
     targets, protected = as_binary("targets", targets), as_binary("protected", protected)
     check_same_length(scores=scores, targets=targets, protected=protected)
     values = {}
     for name, label in (("pos", 1), ("neg", 0)):
-        p, q = (distributions_from_counts(np.histogram(scores[(protected == g) & (targets == label)],
-                                                       bins=N_BINS)[0]) for g in (0, 1))
+        p, q = (distributions_from_counts(score_histogram(scores[(protected == g) & (targets == label)]))
+                for g in (0, 1))
         values[f"{name}_01"], values[f"{name}_10"] = float(kl_divergence(p, q)), float(kl_divergence(q, p))
     undefined = [key for key, value in values.items() if np.isnan(value)]
     if undefined:
-        warnings.warn(f"KL {', '.join(undefined)} is NaN: a (class, group) cell is empty or too small for its "
-                      "integer-smoothed histogram to keep any mass", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"KL {', '.join(undefined)} is NaN: a (class, group) cell is empty, too small for its "
+                      "integer-smoothed histogram to keep any mass, or its scores span only a few float steps", RuntimeWarning, stacklevel=2)
     return values
 
 
@@ -141,6 +142,8 @@ def fairness_report(scores, targets, protected, threshold: float, n_bootstrap: i
     require_both_classes("protected", protected, "fairness metrics compare the two groups")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be a non-negative integer (got {n_bootstrap!r}); 0 skips the bootstrap")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
 
     predictions = (scores > threshold).astype(np.int8)
     kl = score_kl_divergences(scores, targets, protected)

@@ -59,6 +59,26 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return terms.sum(axis=-1)
 
 
+def score_histogram(values: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, bins=50)`` counts: 50 equal bins over the values' own min-max range.
+
+    numpy widens a constant range by 0.5 each way and gives all-zero counts for no values. Where
+    the range is only a few float steps wide numpy cannot make 50 distinct edges and raises (so
+    does the reference); here the histogram is then undefined: a row of -1, which
+    ``distributions_from_counts`` turns into NaN.
+    """
+    try:
+        return np.histogram(values, bins=N_BINS)[0]
+    except ValueError:  # "Too many bins for data range": the inputs are validated finite
+        return np.full(N_BINS, -1, dtype=np.int64)
+
+
 def distributions_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Histogram counts -> the smoothed, normalised, EPSILON-shifted distribution the KL compares."""
-    return to_distribution(smooth_counts(counts))
+    """Histogram counts -> the smoothed, normalised, EPSILON-shifted distribution the KL compares.
+
+    Rows holding a negative count (an undefined histogram, see ``score_histogram``) become NaN.
+    """
+    counts = np.asarray(counts)
+    distributions = to_distribution(smooth_counts(counts))
+    distributions[(counts < 0).any(axis=-1)] = np.nan
+    return distributions

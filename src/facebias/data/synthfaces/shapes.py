@@ -1,7 +1,8 @@
 """Anti-aliased 2-D shapes as coverage fields, evaluated on batches of pixel grids.
 
-Every shape is an approximate signed distance d (in pixels, negative inside) turned into coverage
-clamp(0.5 - d, 0, 1): a one-pixel anti-aliased edge. Only +, -, *, /, sqrt, abs, min/max and
+Every shape is an approximate signed distance d (in face units, about one output pixel, negative
+inside) turned into coverage clamp(0.5 - RES * d, 0, 1): a one-pixel anti-aliased edge at the
+rendering resolution (RES render pixels per face unit; the renderer works at half resolution). Only +, -, *, /, sqrt, abs, min/max and
 comparisons are used: IEEE 754 rounds each of them exactly, so a pixel's value does not depend on
 whether a SIMD lane or a scalar tail loop computed it, i.e. not on the batch size or on which other
 faces share the batch. That is what lets SynthFaces re-render exact masks from stored latents.
@@ -14,16 +15,17 @@ import torch
 
 Param = torch.Tensor | float
 _EPS = 1e-6
+RES = 0.5  # render pixels per face unit: shapes are evaluated at half the output resolution
 
 
 def coverage(d: torch.Tensor) -> torch.Tensor:
-    """Signed distance (pixels, negative inside) -> anti-aliased coverage in [0, 1]."""
-    return torch.clamp(0.5 - d, 0.0, 1.0)
+    """Signed distance (face units, negative inside) -> anti-aliased coverage in [0, 1]."""
+    return torch.clamp(0.5 - RES * d, 0.0, 1.0)
 
 
 def ring(d: torch.Tensor, thickness: Param) -> torch.Tensor:
     """Coverage of a band of the given thickness centred on the shape's outline."""
-    return torch.clamp(thickness * 0.5 + 0.5 - torch.abs(d), 0.0, 1.0)
+    return torch.clamp((thickness * 0.5 - torch.abs(d)) * RES + 0.5, 0.0, 1.0)
 
 
 def ellipse(u: torch.Tensor, v: torch.Tensor, cx: Param, cy: Param, a: Param, b: Param,

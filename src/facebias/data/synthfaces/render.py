@@ -1,0 +1,499 @@
+"""Render SynthFaces portraits, landmarks, labels and exact concept masks from latents.
+
+`render(z)` is a pure function of z (and the latent model): the same z gives the same pixels and
+masks whatever batch it is rendered in, because every per-face parameter and every pixel value is
+computed with exactly rounded IEEE operations (see shapes.py) and latents are projected with a
+fixed-order sum. Faces are drawn in a canonical face frame (u, v) in pixels, origin at the midpoint
+of the eyes, then placed into CelebA's aligned 178x218 frame with a small shift, roll and scale.
+Small parts are evaluated only on fixed windows of the image that contain them for every pose,
+which keeps rendering at a few milliseconds per face on one CPU core.
+
+Masks follow one rule: a face part (eyes, brows, nose, mouth, cheeks, chin, forehead) is where that
+part lies on the face, occluded or not, like a landmark-derived mask; an accessory or attribute
+concept (Eyeglasses, Mustache, Beard, Wearing_Lipstick, Wearing_Hat, Bangs, Wearing_Earrings) is
+where it is drawn and is empty where the attribute is off; `hair` is the hair left visible.
+A pixel belongs to a mask where the shape's coverage exceeds 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from facebias.concepts import LOCAL_CONCEPTS
+from facebias.geometry import ALIGNED_HEIGHT as H
+from facebias.geometry import ALIGNED_WIDTH as W
+
+from . import shapes as sh
+from .latent import AXES, LatentModel, build_model, softsign
+
+ORIGIN_X, ORIGIN_Y = 88.0, 111.0  # midpoint of the eyes in CelebA's aligned frame
+MAX_SHIFT, MAX_SCALE_DEV, MAX_ROLL_T = 2.5, 0.05, 0.035  # roll: tan(angle / 2), about 4 degrees
+CHUNK = 8  # faces per internal batch: keeps every tensor small enough to stay in cache
+
+
+def _window(u0: float, u1: float, v0: float, v1: float, pad: int = 3) -> tuple[int, int, int, int]:
+    """Pixel rows/cols (r0, r1, c0, c1) holding the face-frame box [u0, u1] x [v0, v1] for every pose."""
+    xs, ys = [], []
+    for tx in (-MAX_SHIFT, MAX_SHIFT):
+        for ty in (-MAX_SHIFT, MAX_SHIFT):
+            for s in (1 - MAX_SCALE_DEV, 1 + MAX_SCALE_DEV):
+                for t in (-MAX_ROLL_T, 0.0, MAX_ROLL_T):
+                    c, sn = (1 - t * t) / (1 + t * t), 2 * t / (1 + t * t)
+                    for u in (u0, u1):
+                        for v in (v0, v1):
+                            xs.append(ORIGIN_X + tx + s * (c * u - sn * v))
+                            ys.append(ORIGIN_Y + ty + s * (sn * u + c * v))
+    r0 = max(0, math.floor(min(ys)) - pad)
+    r1 = min(H, math.ceil(max(ys)) + pad + 1)
+    c0 = max(0, math.floor(min(xs)) - pad)
+    c1 = min(W, math.ceil(max(xs)) + pad + 1)
+    return r0, r1, c0, c1
+
+
+# Windows (pixel boxes) that contain each group of shapes for every face the latents can produce.
+WIN = {
+    "full": (0, H, 0, W),
+    "face": _window(-52, 52, -64, 82),
+    "lower": _window(-58, 58, 2, 86),
+    "ears": _window(-60, 60, -10, 36),
+    "eyes": _window(-52, 52, -22, 16),
+    "nose": _window(-12, 12, -2, 32),
+    "mouth": _window(-26, 26, 22, 60),
+    "top": _window(-82, 82, -120, -2),
+    "body": _window(-110, 110, 36, 150),
+}
+
+
+def _texture(seed: int, streak: int) -> torch.Tensor:
+    """A fixed (H, W) texture in [0, 1]: vertical streaks plus grain (hair, beard)."""
+    rng = np.random.default_rng(seed)
+    cols = rng.random(W + 2 * streak)
+    kernel = np.ones(2 * streak + 1) / (2 * streak + 1)
+    cols = np.convolve(cols, kernel, mode="valid")[:W]
+    grain = rng.random((H, W))
+    tex = 0.6 * (cols - cols.min()) / (np.ptp(cols) + 1e-9) + 0.4 * grain
+    return torch.from_numpy(tex.astype(np.float32))
+
+
+HAIR_TEXTURE = _texture(1234, 1)
+BEARD_TEXTURE = _texture(4321, 0)
+
+HAIR_COLOURS = {  # dark .. light end of each hair colour
+    "gray": [(0.55, 0.55, 0.54), (0.82, 0.82, 0.80)],
+    "blond": [(0.72, 0.56, 0.30), (0.93, 0.82, 0.56)],
+    "black": [(0.04, 0.035, 0.03), (0.14, 0.11, 0.09)],
+    "brown": [(0.20, 0.12, 0.06), (0.50, 0.32, 0.17)],
+}
+SKIN = [(0.33, 0.21, 0.14), (0.55, 0.38, 0.27), (0.78, 0.60, 0.48), (0.93, 0.78, 0.68)]
+PALE_SKIN = torch.tensor([0.98, 0.90, 0.86])
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    images: torch.Tensor  # (B, H, W, 3) uint8 RGB
+    landmarks: torch.Tensor  # (B, 5, 2) float32 (x, y): lefteye, righteye, nose, leftmouth, rightmouth
+    attrs: torch.Tensor  # (B, A) uint8, columns = ATTRIBUTE_NAMES
+    masks: torch.Tensor | None  # (B, len(LOCAL_CONCEPTS), H, W) bool, or None when not asked for
+
+
+def render(z: torch.Tensor, model: LatentModel | None = None, with_masks: bool = True) -> RenderOutput:
+    """Draw the faces of latents z (B, D). Deterministic and batch-invariant (see module docstring)."""
+    model = build_model() if model is None else model
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != model.dim:
+        raise ValueError(f"render: z must be a (B, {model.dim}) tensor, got {getattr(z, 'shape', type(z))}")
+    if not torch.isfinite(z).all():
+        raise ValueError("render: z contains NaN or infinite values")
+    parts = [_render_chunk(z[i : i + CHUNK], model, with_masks) for i in range(0, z.shape[0], CHUNK)]
+    if not parts:
+        empty_masks = torch.zeros(0, len(LOCAL_CONCEPTS), H, W, dtype=torch.bool) if with_masks else None
+        return RenderOutput(
+            torch.zeros(0, H, W, 3, dtype=torch.uint8),
+            torch.zeros(0, 5, 2),
+            torch.zeros(0, len(model.attribute_names), dtype=torch.uint8),
+            empty_masks,
+        )
+    return RenderOutput(
+        images=torch.cat([p.images for p in parts]),
+        landmarks=torch.cat([p.landmarks for p in parts]),
+        attrs=torch.cat([p.attrs for p in parts]),
+        masks=torch.cat([p.masks for p in parts]) if with_masks else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-face parameters (float64, (B,)) from latents.
+
+
+def face_parameters(z: torch.Tensor, model: LatentModel) -> dict[str, torch.Tensor]:
+    """Every number the drawing needs, as smooth bounded functions of z plus attribute flags."""
+    margins = model.margins(z)
+    attrs = model.attributes(z, margins)
+    col = {name: attrs[:, i] for i, name in enumerate(model.attribute_names)}
+    z64 = z.to(torch.float64)
+
+    def ax(name: str) -> torch.Tensor:
+        return z64[:, AXES.index(name)]
+
+    def on(name: str) -> torch.Tensor:
+        return col[name].to(torch.float64)
+
+    s = softsign
+    mc = model.masculinity(z, margins)  # (-1, 1), the continuous gender cue
+    p: dict[str, torch.Tensor] = {"mc": mc}
+    # pose: rotation by a rational parametrisation t = tan(angle / 2) (no sin/cos needed)
+    t = MAX_ROLL_T * s(ax("roll"))
+    p["cos"] = (1 - t * t) / (1 + t * t)
+    p["sin"] = 2 * t / (1 + t * t)
+    p["scale"] = 1 + MAX_SCALE_DEV * s(ax("scale"))
+    p["ox"] = ORIGIN_X + MAX_SHIFT * s(ax("pose_x"))
+    p["oy"] = ORIGIN_Y + MAX_SHIFT * s(ax("pose_y"))
+    build = s(ax("build"))
+    p["face_w"] = 42.0 + 3.2 * mc + 1.5 * build
+    p["face_cy"] = 14.0 + 0.0 * mc
+    p["face_top"] = 70.0 + 1.0 * build
+    p["face_low"] = 58.0 + 2.0 * mc + 1.0 * s(ax("build") - ax("scale"))
+    p["jaw"] = 0.45 + 0.4 * mc
+    age = 0.5 - 0.5 * s(1.2 * margins["young"])  # (0, 1); below 0.5 exactly when Young
+    p["age"] = age
+    p["wrinkle"] = torch.clamp((age - 0.5) * 2.5, 0.0, 1.0) * 0.55
+    # skin: a tone from dark to light; Pale_Skin pushes further to pale exactly when its half-space holds
+    tone = 0.55 + 0.45 * s(0.9 * ax("skin"))
+    p["tone"] = tone
+    p["pale"] = torch.clamp(margins["pale"] * 2.0, 0.0, 1.0) * on("Pale_Skin")
+    # eyes and brows
+    p["eye_sep"] = 19.0 + 0.8 * s(ax("build") + ax("eye_colour"))
+    squint = 1.0 - 0.12 * on("Smiling")
+    p["eye_open"] = (3.7 - 0.3 * mc + 0.3 * s(ax("light_y") - ax("eye_colour"))) * squint
+    p["lid"] = 1.2 - 0.45 * mc
+    p["brow_t"] = 2.4 + 1.2 * mc
+    p["brow_y"] = -10.5 + 1.2 * mc
+    p["brow_arch"] = 0.012 - 0.007 * mc
+    # nose and mouth
+    p["nose_len"] = 24.0 + 1.5 * s(ax("build") + ax("hair_shade"))
+    p["nose_w"] = 7.5 + 0.8 * mc
+    smile = margins["smiling"]
+    p["smile_k"] = torch.where(col["Smiling"], 0.010 + 0.006 * s(smile), torch.full_like(smile, -0.0015))
+    p["mouth_y"] = 41.0 + 1.2 * s(ax("scale") + ax("light_x"))
+    p["mouth_w"] = 16.5 + 1.0 * s(ax("build") - ax("eye_colour")) + 1.2 * on("Smiling")
+    p["mouth_open"] = on("Mouth_Slightly_Open") * (2.0 + 3.0 * s(margins["mouth_open"]))
+    p["lip_h"] = 3.4 - 0.6 * mc
+    # hair
+    p["hair_len"] = 22.0 - 50.0 * mc + 22.0 * s(ax("hair_length"))
+    p["hair_vol"] = 3.0 + 3.0 * s(0.8 * ax("hair_length") - mc)
+    p["hairline"] = torch.where(col["Bangs"], torch.full_like(mc, -20.0), -47.0 + 2.0 * mc)
+    p["hairline_k"] = torch.where(col["Bangs"], torch.full_like(mc, 0.004), torch.full_like(mc, 0.012))
+    p["hair_shade"] = 0.5 + 0.5 * s(ax("hair_shade"))
+    p["neck_w"] = 17.0 + 3.0 * mc
+    # accessories
+    p["frame_sq"] = 0.5 + 0.5 * s(ax("frame_style"))
+    p["frame_t"] = 2.4 + 0.6 * s(ax("frame_style") + ax("lens_tint"))
+    p["lens_a"] = 12.5 + 1.0 * s(ax("frame_style") - ax("accessory_colour"))
+    p["lens_b"] = 9.5 + 1.0 * s(ax("lens_tint") - ax("frame_style"))
+    p["sunglasses"] = (ax("lens_tint") > 1.0).to(torch.float64)
+    p["beard_density"] = 0.8 + 0.15 * s(ax("beard"))
+    p["light_x"] = 0.12 * s(ax("light_x"))
+    p["light_y"] = 0.08 * s(ax("light_y"))
+    p["bright"] = 1.0 + 0.08 * s(0.5 * ax("bg_light") + ax("light_x"))
+    for name in ("Eyeglasses", "Wearing_Hat", "Mustache", "Wearing_Lipstick", "Wearing_Earrings",
+                 "Bangs", "Smiling", "Mouth_Slightly_Open", "Gray_Hair", "Blond_Hair", "Black_Hair"):  # fmt: skip
+        p["on_" + name] = on(name)
+    p["on_Beard"] = 1.0 - on("No_Beard")
+    p["_attrs"] = attrs
+    # unit-interval selectors for colour ramps
+    for name in ("bg_hue", "bg_light", "accessory_colour", "eye_colour", "clothing", "frame_style"):
+        p["t_" + name] = 0.5 + 0.5 * s(ax(name))
+    return p
+
+
+def landmarks_from_parameters(p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 5, 2) float32 landmark pixels: eye centres, nose tip, mouth corners (CelebA order)."""
+    es, mw = p["eye_sep"], p["mouth_w"]
+    corner_v = p["mouth_y"] - p["smile_k"] * mw * mw
+    zero = torch.zeros_like(es)
+    us = torch.stack([-es, es, zero, -mw, mw], dim=1)
+    vs = torch.stack([zero, zero, p["nose_len"], corner_v, corner_v], dim=1)
+    c, sn, sc = p["cos"][:, None], p["sin"][:, None], p["scale"][:, None]
+    x = p["ox"][:, None] + sc * (c * us - sn * vs)
+    y = p["oy"][:, None] + sc * (sn * us + c * vs)
+    return torch.stack([x, y], dim=2).to(torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing.
+
+
+class _Canvas:
+    """The batch's image plus face-frame coordinates per window, and painting into windows."""
+
+    def __init__(self, p: dict[str, torch.Tensor], background: torch.Tensor):
+        self.p = p
+        self.img = background
+        self._uv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def uv(self, win: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if win not in self._uv:
+            r0, r1, c0, c1 = WIN[win]
+            x = torch.arange(c0, c1, dtype=torch.float32)[None, None, :] - self.p["ox"]
+            y = torch.arange(r0, r1, dtype=torch.float32)[None, :, None] - self.p["oy"]
+            inv = 1.0 / self.p["scale"]
+            c, s = self.p["cos"], self.p["sin"]
+            self._uv[win] = ((c * x + s * y) * inv, (c * y - s * x) * inv)
+        return self._uv[win]
+
+    def paint(self, win: str, alpha: torch.Tensor, colour: torch.Tensor) -> None:
+        r0, r1, c0, c1 = WIN[win]
+        region = self.img[:, :, r0:r1, c0:c1]
+        a = alpha[:, None]
+        self.img[:, :, r0:r1, c0:c1] = region + a * (colour - region)
+
+
+def _tex(tex: torch.Tensor, win: str) -> torch.Tensor:
+    r0, r1, c0, c1 = WIN[win]
+    return tex[None, None, r0:r1, c0:c1]
+
+
+def _embed(win: str, alpha: torch.Tensor) -> torch.Tensor:
+    r0, r1, c0, c1 = WIN[win]
+    full = torch.zeros(alpha.shape[0], H, W, dtype=alpha.dtype)
+    full[:, r0:r1, c0:c1] = alpha
+    return full
+
+
+def _hair_colour(p: dict[str, torch.Tensor]) -> torch.Tensor:
+    shade = p["hair_shade"]
+    cols = {k: sh.ramp(shade, v) for k, v in HAIR_COLOURS.items()}
+    g, bl, bk = (p[k][:, None, None, None] > 0 for k in ("on_Gray_Hair", "on_Blond_Hair", "on_Black_Hair"))
+    return torch.where(g, cols["gray"], torch.where(bl, cols["blond"], torch.where(bk, cols["black"], cols["brown"])))
+
+
+def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> RenderOutput:
+    p64 = face_parameters(z, model)
+    attrs = p64.pop("_attrs")
+    landmarks = landmarks_from_parameters(p64)
+    B = z.shape[0]
+    f = {k: v.to(torch.float32)[:, None, None] for k, v in p64.items()}  # (B, 1, 1) float32
+    t32 = {k: v.to(torch.float32) for k, v in p64.items()}  # (B,) for colour ramps
+
+    # colours, (B, 3, 1, 1)
+    skin = sh.ramp(t32["tone"], SKIN)
+    skin = skin + f["pale"][:, None] * (PALE_SKIN[None, :, None, None] - skin)
+    skin = skin * (1.0 - 0.06 * f["wrinkle"][:, None])
+    hair = _hair_colour(t32)
+    brow_col = hair * 0.75
+    bg_top = sh.ramp(t32["t_bg_hue"], [(0.25, 0.32, 0.45), (0.55, 0.55, 0.50), (0.72, 0.60, 0.48), (0.30, 0.42, 0.30)])
+    bg_top = bg_top * (0.55 + 0.7 * t32["t_bg_light"])[:, None, None, None]
+    bg_bottom = bg_top * 0.8
+    rows = torch.linspace(0.0, 1.0, H)[None, None, :, None]
+    background = (bg_top + rows * (bg_bottom - bg_top)).expand(B, 3, H, W).contiguous()
+    cv = _Canvas(f, background)
+    masks: dict[str, list[tuple[str, torch.Tensor]]] = {c: [] for c in LOCAL_CONCEPTS}
+
+    # body: clothing and neck
+    u, v = cv.uv("body")
+    clothes = sh.ramp(t32["t_clothing"], [(0.10, 0.10, 0.12), (0.55, 0.15, 0.15), (0.85, 0.85, 0.82), (0.20, 0.30, 0.55)])
+    cv.paint("body", sh.coverage(sh.ellipse(u, v, 0.0, 150.0, 92.0, 60.0)), clothes)
+    neck = sh.coverage(sh.rounded(u, v, 0.0, 80.0, f["neck_w"], 42.0, 0.8))
+    cv.paint("body", neck, skin * 0.8)
+
+    # hair behind the head (skull cap plus long hair down to hair_len)
+    u, v = cv.uv("full")
+    hw = f["face_w"] + 7.0 + f["hair_vol"]
+    skull = sh.coverage(sh.ellipse(u, v, 0.0, -14.0, hw, 64.0 + f["hair_vol"]))
+    half = torch.clamp((f["hair_len"] + 12.0) * 0.5, min=1.0)
+    long_hair = sh.coverage(sh.rounded(u, v, 0.0, f["hair_len"] - half, hw + 3.0, half, 0.85))
+    hair_back = sh.union(skull, long_hair)
+    hair_tex = hair * (0.8 + 0.4 * _tex(HAIR_TEXTURE, "full"))
+    cv.paint("full", hair_back, hair_tex)
+
+    # ears and earrings
+    u, v = cv.uv("ears")
+    ear_x = f["face_w"] + 1.0
+    ears = sh.union(sh.coverage(sh.ellipse(u, v, -ear_x, 7.0, 6.5, 12.5)),
+                    sh.coverage(sh.ellipse(u, v, ear_x, 7.0, 6.5, 12.5)))  # fmt: skip
+    cv.paint("ears", ears, skin * 0.9)
+
+    # face
+    u, v = cv.uv("face")
+    dy = v - f["face_cy"]
+    upper = dy < 0
+    fb = torch.where(upper, f["face_top"], f["face_low"])
+    face_d = sh.rounded(u, dy, 0.0, 0.0, f["face_w"], fb, torch.where(upper, 0.0, f["jaw"]))
+    face = sh.coverage(face_d)
+    cv.paint("face", face, skin)
+    if with_masks:
+        masks["cheeks"].append(("face", face * sh.union(
+            sh.coverage(sh.ellipse(u, v, -23.0, 23.0, 10.0, 10.0)),
+            sh.coverage(sh.ellipse(u, v, 23.0, 23.0, 10.0, 10.0)))))  # fmt: skip
+        masks["chin"].append(("face", face * sh.coverage(sh.ellipse(
+            u, v, 0.0, f["face_cy"] + f["face_low"] - 9.0, 15.0, 8.0))))  # fmt: skip
+        masks["forehead"].append(("face", face * sh.coverage(sh.ellipse(u, v, 0.0, -32.0, 27.0, 13.0))))
+
+    # lower face: earrings, beard, wrinkles
+    u, v = cv.uv("ears")
+    ring_x = f["face_w"] + 1.5
+    earrings = f["on_Wearing_Earrings"] * sh.union(
+        sh.union(sh.coverage(sh.ellipse(u, v, -ring_x, 21.0, 2.6, 2.6)),
+                 sh.coverage(sh.ellipse(u, v, ring_x, 21.0, 2.6, 2.6))),
+        sh.union(sh.coverage(sh.ellipse(u, v, -ring_x, 26.5, 1.9, 2.4)),
+                 sh.coverage(sh.ellipse(u, v, ring_x, 26.5, 1.9, 2.4))))  # fmt: skip
+    metal = sh.ramp(t32["t_accessory_colour"], [(0.88, 0.72, 0.30), (0.80, 0.80, 0.84), (0.95, 0.85, 0.40)])
+    cv.paint("ears", earrings, metal)
+    masks["Wearing_Earrings"].append(("ears", earrings))
+
+    # cheeks blush with lipstick (make-up), nose
+    u, v = cv.uv("nose")
+    nose_region = sh.coverage(sh.ellipse(u, v, 0.0, f["nose_len"] - 10.0, f["nose_w"], 13.5))
+    cv.paint("nose", nose_region * 0.35, skin * 0.85)
+    cv.paint("nose", sh.coverage(sh.ellipse(u, v, 0.0, f["nose_len"] - 3.0, 5.0, 3.5)) * 0.5, skin * 1.08)
+    nostrils = sh.union(sh.coverage(sh.ellipse(u, v, -4.2, f["nose_len"] + 1.5, 2.3, 1.2)),
+                        sh.coverage(sh.ellipse(u, v, 4.2, f["nose_len"] + 1.5, 2.3, 1.2)))  # fmt: skip
+    cv.paint("nose", nostrils, skin * 0.4)
+    masks["nose"].append(("nose", nose_region))
+
+    u, v = cv.uv("lower")
+    mouth_zone = sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] - 2.0, f["mouth_w"] + 2.5, f["lip_h"] + 7.0))
+    face_l = _face_distance(u, v, f)
+    beard = f["on_Beard"] * sh.minus(sh.coverage(face_l - 3.0) * sh.below(v, 30.0 - 0.012 * (u * u)), mouth_zone)
+    beard_alpha = beard * f["beard_density"] * (0.75 + 0.25 * _tex(BEARD_TEXTURE, "lower")[:, 0])
+    wr = f["wrinkle"]
+    folds = (
+        sh.ring(sh.ellipse(u, v, 0.0, 35.0, f["mouth_w"] + 3.0, 12.0), 1.0)
+        * sh.coverage(f["mouth_w"] - 3.0 - torch.abs(u))
+        * sh.coverage(v - 44.0)
+        * sh.below(v, 25.0)
+    )
+    cv.paint("lower", folds * wr, skin * 0.7)
+    blush = f["on_Wearing_Lipstick"] * sh.union(
+        sh.coverage(sh.ellipse(u, v, -22.0, 24.0, 9.0, 7.0)), sh.coverage(sh.ellipse(u, v, 22.0, 24.0, 9.0, 7.0))
+    )
+    cv.paint("lower", blush * 0.2, torch.tensor([0.85, 0.35, 0.35])[None, :, None, None])
+    cv.paint("lower", beard_alpha, hair)
+    masks["Beard"].append(("lower", beard))
+
+    # mouth: lips, opening, teeth, lipstick; moustache
+    u, v = cv.uv("mouth")
+    bend = -f["smile_k"]
+    opening = f["mouth_open"]
+    lips = sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] + opening * 0.25, f["mouth_w"],
+                                  f["lip_h"] + opening * 0.5, bend))  # fmt: skip
+    natural = skin * torch.tensor([0.80, 0.55, 0.55])[None, :, None, None]
+    lipstick = sh.ramp(t32["t_accessory_colour"], [(0.72, 0.08, 0.14), (0.86, 0.36, 0.50), (0.45, 0.08, 0.22)])
+    lip_col = natural + f["on_Wearing_Lipstick"][:, None] * (lipstick - natural)
+    cv.paint("mouth", lips, lip_col)
+    is_open = (opening > 0).float()
+    cavity = is_open * sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] + opening * 0.25, f["mouth_w"] * 0.78,
+                                              torch.clamp(opening * 0.5, min=0.5), bend))  # fmt: skip
+    cv.paint("mouth", cavity, torch.tensor([0.30, 0.06, 0.08])[None, :, None, None])
+    dy = v - f["mouth_y"] - bend * (u * u)
+    teeth = cavity * sh.coverage(dy - opening * 0.25) * f["on_Smiling"]
+    cv.paint("mouth", teeth, torch.tensor([0.93, 0.91, 0.86])[None, :, None, None])
+    line = sh.ring(dy - opening * 0.25, 0.9) * sh.coverage(torch.abs(u) - f["mouth_w"] * 0.9)
+    cv.paint("mouth", line * (1.0 - is_open), lip_col * 0.5)
+    masks["mouth"].append(("mouth", lips))
+    masks["Wearing_Lipstick"].append(("mouth", lips * f["on_Wearing_Lipstick"]))
+    mus = f["on_Mustache"] * sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] - f["lip_h"] - 2.6,
+                                                    f["mouth_w"] + 1.5, 2.7, 0.008))  # fmt: skip
+    cv.paint("mouth", mus * 0.95, hair)
+    masks["Mustache"].append(("mouth", mus))
+
+    # eyes and brows
+    u, v = cv.uv("eyes")
+    es, eo = f["eye_sep"], f["eye_open"]
+    iris_col = sh.ramp(t32["t_eye_colour"], [(0.22, 0.12, 0.06), (0.40, 0.26, 0.12), (0.35, 0.45, 0.30), (0.30, 0.45, 0.62)])
+    for side in (-1.0, 1.0):
+        cx = side * es
+        d_eye = sh.ellipse(u, v, cx, 0.0, 7.6, eo)
+        white = sh.coverage(d_eye)
+        cv.paint("eyes", white, torch.tensor([0.93, 0.92, 0.90])[None, :, None, None])
+        iris = white * sh.coverage(sh.ellipse(u, v, cx, 0.3, 3.4, 3.4))
+        cv.paint("eyes", iris, iris_col)
+        cv.paint("eyes", white * sh.coverage(sh.ellipse(u, v, cx, 0.3, 1.5, 1.5)), torch.zeros(1, 3, 1, 1))
+        lid = sh.ring(d_eye, f["lid"]) * sh.below(-v, -0.5)
+        cv.paint("eyes", lid, torch.tensor([0.10, 0.07, 0.06])[None, :, None, None])
+        masks["eyes"].append(("eyes", sh.coverage(sh.ellipse(u, v, cx, 0.0, 9.0, eo + 1.5))))
+        brow = sh.coverage(sh.ellipse(u, v, side * (es + 0.5), f["brow_y"], 10.5, f["brow_t"] * 0.5,
+                                      f["brow_arch"]))  # fmt: skip
+        cv.paint("eyes", brow * 0.95, brow_col)
+        masks["brows"].append(("eyes", brow))
+
+    # forehead wrinkles, front hair (bangs), hat
+    u, v = cv.uv("top")
+    for level in (-30.0, -36.5):
+        crease = sh.ring(sh.ellipse(u, v, 0.0, level, 17.0, 1.2, 0.004), 0.8)
+        cv.paint("top", crease * wr * 0.8, skin * 0.75)
+    hw = f["face_w"] + 7.0 + f["hair_vol"]
+    skull_top = sh.coverage(sh.ellipse(u, v, 0.0, -14.0, hw, 64.0 + f["hair_vol"]))
+    hairline = torch.clamp(f["hairline"] + f["hairline_k"] * (u * u), max=-8.0)
+    front = skull_top * sh.below(-v, -hairline)  # v < hairline
+    cv.paint("top", front, hair * (0.8 + 0.4 * _tex(HAIR_TEXTURE, "top")))
+    normal_line = torch.clamp(-47.0 + 2.0 * f["mc"] + 0.012 * (u * u), max=-8.0)
+    bangs = front * sh.below(v, normal_line) * f["on_Bangs"]
+    masks["Bangs"].append(("top", bangs))
+    hat_w = f["face_w"] + 11.0
+    crown = sh.coverage(sh.ellipse(u, v, 0.0, -52.0, hat_w, 40.0)) * sh.below(-v, 34.0 - 0.004 * (u * u))
+    brim = sh.coverage(sh.ellipse(u, v, 0.0, -34.0, hat_w + 9.0, 4.5, -0.004))
+    hat = f["on_Wearing_Hat"] * sh.union(crown, brim)
+    hat_col = sh.ramp(1.0 - t32["t_accessory_colour"], [(0.12, 0.12, 0.14), (0.60, 0.15, 0.12), (0.80, 0.72, 0.55), (0.15, 0.25, 0.45)])
+    cv.paint("top", hat, hat_col)
+    cv.paint("top", hat * sh.ring(sh.ellipse(u, v, 0.0, -34.0, hat_w + 9.0, 4.5, -0.004), 1.0) * 0.5, hat_col * 0.6)
+    masks["Wearing_Hat"].append(("top", hat))
+
+    # glasses
+    u, v = cv.uv("eyes")
+    ft = f["frame_t"]
+    lens_d = [sh.rounded(u, v, side * es, 1.0, f["lens_a"], f["lens_b"], f["frame_sq"]) for side in (-1.0, 1.0)]
+    lens = sh.union(sh.coverage(lens_d[0] + ft * 0.5), sh.coverage(lens_d[1] + ft * 0.5))
+    frame = sh.union(sh.ring(lens_d[0], ft), sh.ring(lens_d[1], ft))
+    inner_u = es - f["lens_a"] + 1.0
+    bridge = sh.ring(v - (-2.0 + 0.03 * (u * u)), ft) * sh.coverage(torch.abs(u) - inner_u)
+    outer_u = es + f["lens_a"] - 1.0
+    temples = sh.ring(v + 2.0, ft * 0.9) * sh.coverage(outer_u - torch.abs(u)) * sh.coverage(
+        torch.abs(u) - (f["face_w"] + 1.0)
+    )
+    on_g = f["on_Eyeglasses"]
+    lens_alpha = lens * (0.15 + 0.7 * f["sunglasses"])
+    lens_col = torch.tensor([0.75, 0.82, 0.88])[None, :, None, None] + f["sunglasses"][:, None] * torch.tensor(
+        [-0.68, -0.74, -0.78]
+    )[None, :, None, None]
+    cv.paint("eyes", lens_alpha * on_g, lens_col)
+    frame_col = sh.ramp(t32["t_frame_style"], [(0.04, 0.04, 0.05), (0.28, 0.15, 0.07), (0.08, 0.10, 0.28)])
+    cv.paint("eyes", sh.union(sh.union(frame, bridge), temples) * on_g, frame_col)
+    masks["Eyeglasses"].append(("eyes", sh.union(sh.union(lens, bridge), temples) * on_g))
+
+    # hair mask: what is left visible of the back and front hair
+    if with_masks:
+        face_full = _embed("face", face)
+        ears_full = _embed("ears", ears)
+        hat_full = _embed("top", hat)
+        back_vis = hair_back * (1.0 - face_full) * (1.0 - ears_full)
+        masks["hair"].append(("full", sh.union(back_vis, _embed("top", front)) * (1.0 - hat_full)))
+
+    # light and tone, then 8 bits
+    xs = torch.arange(W, dtype=torch.float32)[None, None, None, :]
+    ys = torch.arange(H, dtype=torch.float32)[None, None, :, None]
+    light = f["bright"][:, None] + f["light_x"][:, None] * ((xs - 88.0) / 89.0) + f["light_y"][:, None] * (
+        (ys - 109.0) / 109.0
+    )
+    img = torch.clamp(cv.img * light, 0.0, 1.0) * 255.0
+    images = torch.round(img).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+    out_masks = None
+    if with_masks:
+        out_masks = torch.zeros(B, len(LOCAL_CONCEPTS), H, W, dtype=torch.bool)
+        for ci, concept in enumerate(LOCAL_CONCEPTS):
+            for win, alpha in masks[concept]:
+                r0, r1, c0, c1 = WIN[win]
+                out_masks[:, ci, r0:r1, c0:c1] |= alpha > 0.5
+    return RenderOutput(images, landmarks, attrs.to(torch.uint8), out_masks)
+
+
+def _face_distance(u: torch.Tensor, v: torch.Tensor, f: dict[str, torch.Tensor]) -> torch.Tensor:
+    dy = v - f["face_cy"]
+    upper = dy < 0
+    fb = torch.where(upper, f["face_top"], f["face_low"])
+    return sh.rounded(u, dy, 0.0, 0.0, f["face_w"], fb, torch.where(upper, 0.0, f["jaw"]))
+

@@ -1,0 +1,188 @@
+"""Face Dictionary: masks land on the right landmarks, follow the stated ellipse geometry, obey attributes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facebias.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPTS
+from facebias.dissect.dictionary import (
+    DEFAULT_CONFIDENCE,
+    MIN_STD_IOD,
+    chi2_radius_squared,
+    exact_masks_to_crop,
+    face_dictionary,
+    random_landmarks,
+    score_against_exact,
+)
+
+SAMPLE_DIRS = [Path(__file__).parent / "data" / "celeba_sample", Path("/work/shared/celeba_sample")]
+
+
+def _read_celeba_sample() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    root = next((d for d in SAMPLE_DIRS if (d / "list_landmarks_align_celeba.txt").exists()), None)
+    if root is None:
+        pytest.skip("CelebA sample not found in tests/data/celeba_sample")
+    rows = (root / "list_landmarks_align_celeba.txt").read_text().splitlines()[2:]
+    landmarks = np.array([[float(v) for v in r.split()[1:]] for r in rows if r.strip()]).reshape(-1, 5, 2)
+    lines = (root / "list_attr_celeba.txt").read_text().splitlines()
+    names = lines[1].split()
+    values = np.array([[int(v) for v in r.split()[1:]] for r in lines[2:] if r.strip()])
+    return landmarks, {name: (values[:, i] > 0).astype(np.int64) for i, name in enumerate(names)}
+
+
+def _mask_pixel(point: np.ndarray, size: int) -> tuple[int, int]:
+    """(row, col) of the mask pixel holding an aligned-image landmark: shift by the crop, scale."""
+    col = math.floor((point[0] - 25 + 0.5) * size / 128)
+    row = math.floor((point[1] - 57 + 0.5) * size / 128)
+    return row, col
+
+
+@pytest.fixture(scope="module")
+def sample():
+    landmarks, attrs = _read_celeba_sample()
+    return landmarks, attrs, face_dictionary(landmarks, attrs, mask_size=56)
+
+
+def test_parts_cover_their_landmarks_on_real_celeba_faces(sample):
+    landmarks, _, dictionary = sample
+    masks = dictionary.masks
+    index = {c: i for i, c in enumerate(dictionary.concepts)}
+    for face in range(len(landmarks)):
+        for concept, points in (("eyes", (0, 1)), ("nose", (2,)), ("mouth", (3, 4))):
+            for p in points:
+                row, col = _mask_pixel(landmarks[face, p], 56)
+                assert masks[face, index[concept], row, col], (face, concept, p)
+        # the forehead is above the eyes and the chin below the mouth
+        rows = torch.arange(56)[:, None].expand(56, 56)
+        eye_row = _mask_pixel(landmarks[face, 0], 56)[0]
+        mouth_row = _mask_pixel(landmarks[face, 3], 56)[0]
+        assert rows[masks[face, index["forehead"]]].max() < eye_row
+        assert rows[masks[face, index["chin"]]].min() > mouth_row
+
+
+def test_attribute_concepts_are_empty_exactly_where_the_attribute_says_absent(sample):
+    _, attrs, dictionary = sample
+    masks = dictionary.masks
+    assert dictionary.concepts == LOCAL_CONCEPTS
+    for ci, concept in enumerate(dictionary.concepts):
+        drawn = masks[:, ci].flatten(1).any(dim=1).numpy()
+        if concept in ATTRIBUTE_OF_CONCEPT:
+            attribute, value = ATTRIBUTE_OF_CONCEPT[concept]
+            np.testing.assert_array_equal(drawn, attrs[attribute] == value, err_msg=concept)
+        else:
+            assert drawn.all(), concept
+    # the sample has no eyeglasses at all and three men (000003, 000007, 000008)
+    assert not masks[:, LOCAL_CONCEPTS.index("Eyeglasses")].any()
+    np.testing.assert_array_equal(np.flatnonzero(dictionary.groups["Male"]), [2, 6, 7])
+
+
+def test_covariance_of_a_diamond_and_ellipse_area_match_closed_forms():
+    landmarks = random_landmarks(20, seed=3)
+    size = 256
+    dictionary = face_dictionary(landmarks, None, mask_size=size, concepts=("chin", "nose", "mouth"))
+    # chin = the four vertices of (0.28 u, 0.24 v) half-axes around M + 0.5 v: covariance (h_a^2 u u' + h_b^2 v v')/2
+    scale = size / 128
+    points = (landmarks.astype(np.float64) - (24.5, 56.5)) * scale
+    u = points[:, 1] - points[:, 0]
+    v = (points[:, 3] + points[:, 4]) / 2 - (points[:, 0] + points[:, 1]) / 2
+    expected = 0.5 * (0.28**2 * np.einsum("ni,nj->nij", u, u) + 0.24**2 * np.einsum("ni,nj->nij", v, v))
+    expected += (MIN_STD_IOD * np.linalg.norm(u, axis=1))[:, None, None] ** 2 * np.eye(2)
+    np.testing.assert_allclose(dictionary.covariances[:, 0, 0].numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        dictionary.means[:, 0, 0].numpy(), (points[:, 3] + points[:, 4]) / 2 + 0.5 * v, rtol=1e-5
+    )
+    # area in pixels == pi * sqrt(det S) * r^2 up to the pixelised boundary (nose and mouth lie
+    # well inside the crop; the chin can be cut by its bottom edge)
+    r2 = chi2_radius_squared(DEFAULT_CONFIDENCE)
+    assert r2 == pytest.approx(2.0)
+    areas = dictionary.masks[:, 1:].flatten(2).sum(-1).double()  # (n, 2)
+    closed = math.pi * torch.linalg.det(dictionary.covariances[:, 1:, 0].double()).sqrt() * r2
+    np.testing.assert_allclose(areas.numpy(), closed.numpy(), rtol=0.03)
+
+
+def test_confidence_scales_area_by_the_chi_square_radius():
+    landmarks = random_landmarks(5, seed=4)
+    small = face_dictionary(landmarks, None, mask_size=256, concepts=("forehead",), confidence=0.5)
+    large = face_dictionary(landmarks, None, mask_size=256, concepts=("forehead",), confidence=0.9)
+    ratio = large.masks.sum().item() / small.masks.sum().item()
+    assert ratio == pytest.approx(math.log(0.1) / math.log(0.5), rel=0.02)  # r^2 = -2 ln(1 - conf)
+
+
+def test_a_mirror_symmetric_face_gives_mirror_symmetric_masks():
+    # symmetric about aligned x = 88.5 (pixel index), the crop's centre line (cols 25..153)
+    face = np.array([[[70, 110], [107, 110], [88.5, 135], [73, 152], [104, 152]]], dtype=np.float32)
+    dictionary = face_dictionary(face, None, mask_size=64)
+    masks = dictionary.masks[0]
+    assert torch.equal(masks, masks.flip(-1))
+    assert masks.any(dim=(1, 2)).all()
+
+
+def test_without_attributes_only_the_face_parts_are_drawn_and_errors_name_the_fix():
+    landmarks = random_landmarks(4)
+    assert face_dictionary(landmarks).concepts == FACE_PARTS
+    with pytest.raises(ValueError, match=r"\(n, 5, 2\)"):
+        face_dictionary(landmarks[:, :4])
+    with pytest.raises(KeyError, match="Eyeglasses"):
+        face_dictionary(landmarks, {"Male": np.zeros(4, int)})
+    with pytest.raises(ValueError, match="0/1"):
+        face_dictionary(landmarks, {a: -np.ones(4, int) for a, _ in ATTRIBUTE_OF_CONCEPT.values()})
+    with pytest.raises(ValueError, match="need attributes"):
+        face_dictionary(landmarks, None, concepts=("Eyeglasses",))
+    bad = landmarks.copy()
+    bad[2, 1] = bad[2, 0]
+    with pytest.raises(ValueError, match=r"rows \[2\]"):
+        face_dictionary(bad)
+
+
+def test_masks_for_a_batch_equal_the_full_masks():
+    landmarks = random_landmarks(300, seed=1)
+    rng = np.random.default_rng(0)
+    attrs = {a: rng.integers(0, 2, 300) for a, _ in ATTRIBUTE_OF_CONCEPT.values()}
+    dictionary = face_dictionary(landmarks, attrs)
+    assert torch.equal(dictionary.masks_for(slice(100, 180)), dictionary.masks[100:180])
+    assert dictionary.masks.shape == (300, len(LOCAL_CONCEPTS), 56, 56)
+
+
+def test_exact_masks_are_cropped_and_resized_to_crop_coordinates():
+    exact = torch.zeros(1, 1, 218, 178, dtype=torch.bool)
+    exact[0, 0, 57 + 32 : 57 + 96, 25 + 32 : 25 + 96] = True  # the crop's central half
+    crop = exact_masks_to_crop(exact, 64)
+    expected = torch.zeros(64, 64, dtype=torch.bool)
+    expected[16:48, 16:48] = True
+    assert torch.equal(crop[0, 0], expected)
+    assert torch.equal(exact_masks_to_crop(exact, 128)[0, 0], exact[0, 0, 57:185, 25:153])
+    with pytest.raises(ValueError, match="218, 178"):
+        exact_masks_to_crop(torch.zeros(1, 1, 128, 128, dtype=torch.bool), 64)
+
+
+def test_score_against_exact_is_one_for_the_dictionary_itself_and_drops_when_shifted():
+    landmarks = random_landmarks(6, seed=2)
+    attrs = {a: np.array([1, 0, 1, 0, 1, 0]) for a, _ in ATTRIBUTE_OF_CONCEPT.values()}
+    dictionary = face_dictionary(landmarks, attrs, mask_size=128)
+    exact = torch.zeros(6, len(LOCAL_CONCEPTS), 218, 178, dtype=torch.bool)
+    exact[..., 57:185, 25:153] = dictionary.masks
+    scores = score_against_exact(dictionary, exact)
+    assert set(scores) == set(LOCAL_CONCEPTS)
+    assert all(s == pytest.approx(1.0) for s in scores.values())
+    shifted = score_against_exact(dictionary, exact.roll(shifts=6, dims=-1))
+    assert shifted["eyes"] < 0.6 and shifted["forehead"] > shifted["eyes"]
+
+
+def test_synthfaces_exact_masks_agree_with_the_landmark_ellipses():
+    synthfaces = pytest.importorskip("facebias.data.synthfaces")
+    render = getattr(synthfaces, "render", None)
+    if render is None:
+        pytest.skip("facebias.data.synthfaces has no render() yet")
+    z = torch.randn(64, getattr(synthfaces, "LATENT_DIM", 32), generator=torch.Generator().manual_seed(0))
+    faces = render(z)
+    attrs = {name: np.asarray(values) for name, values in dict(faces.attrs).items()}
+    dictionary = face_dictionary(np.asarray(faces.landmarks), attrs)
+    scores = score_against_exact(dictionary, torch.as_tensor(np.asarray(faces.masks)))
+    # the five-landmark ellipses only approximate the drawn parts; they must overlap clearly
+    for part in ("eyes", "nose", "mouth"):
+        assert scores[part] > 0.25, scores
