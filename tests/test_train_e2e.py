@@ -16,8 +16,9 @@ from wandb_records import find_runs, read_run
 
 
 def run_train(root: Path, data_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 300):
-    cmd = [sys.executable, "train.py", *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}",
-           *overrides]
+    flags = [o for o in overrides if o.startswith("-")]  # Hydra wants -m before the overrides
+    cmd = [sys.executable, "train.py", *flags, *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}",
+           *(o for o in overrides if not o.startswith("-"))]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                             env={**os.environ, **(env or {})})
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -96,8 +97,9 @@ def test_p100_model_is_more_biased_than_p50(tmp_path, data_dir):
     gaps = {}
     for p in (50, 100):
         root = tmp_path / f"p{p}"
-        run_train(root, data_dir, f"+experiment=p{p}", "trainer.max_epochs=4")
+        run_train(root, data_dir, f"+experiment=p{p}", "trainer.max_epochs=6", "data.batch_size=32",
+                  "model.lr=3e-3")
         (run_dir,) = run_dirs(root)
         gaps[p] = json.loads((run_dir / "metrics.json").read_text())["test_gap"]["gap"]
-    assert gaps[100] > 0.25, gaps
-    assert gaps[100] > gaps[50] + 0.2, gaps
+    assert gaps[100] > 0.3, gaps  # measured: 0.91 at P=100, -0.03 at P=50 (8 epochs)
+    assert gaps[100] > gaps[50] + 0.25, gaps

@@ -39,6 +39,11 @@ def _payloads(data: bytes):
             pending = b""
 
 
+def _key(item) -> str:
+    """Keys with a '/' (e.g. 'val/AP') may arrive split into nested_key parts."""
+    return item.key or "/".join(item.nested_key)
+
+
 def read_run(path: Path) -> dict:
     """group, job_type, config and the logged history keys/values of one offline run file."""
     from wandb.proto import wandb_internal_pb2
@@ -57,11 +62,10 @@ def read_run(path: Path) -> dict:
             for item in record.config.update:
                 run["config"][item.key] = json.loads(item.value_json)
         elif kind == "history":
-            run["history"].append({item.key: json.loads(item.value_json) for item in record.history.item})
+            run["history"].append({_key(item): json.loads(item.value_json) for item in record.history.item})
         elif kind == "summary":
             for item in record.summary.update:
-                key = item.key or "/".join(item.nested_key)
-                run["summary"][key] = json.loads(item.value_json)
+                run["summary"][_key(item)] = json.loads(item.value_json)
     return run
 
 

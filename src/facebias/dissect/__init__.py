@@ -1,1 +1,40 @@
-"""Network dissection: the Face Dictionary of concept masks and unit-concept pairing (DESIGN.md section 7)."""
+"""Network dissection (DESIGN.md section 7): the Face Dictionary and unit-concept pairing.
+
+- ``dictionary``: per-image concept masks from five landmarks (``face_dictionary``), and scoring
+  them against exact masks (``score_against_exact``).
+- ``units``: NetDissect IoU between thresholded unit maps and the masks (``dissect``).
+- ``nonlocal_units``: units whose response separates image groups (``biased_units``).
+- ``layers``: module names, output shapes and forward hooks (``list_layers``).
+
+Names are imported lazily so that importing the package does not pull in torch.
+"""
+
+from importlib import import_module
+
+_HOME = {
+    "FaceDictionary": "dictionary",
+    "face_dictionary": "dictionary",
+    "dictionary_for_table": "dictionary",
+    "exact_masks_to_crop": "dictionary",
+    "score_against_exact": "dictionary",
+    "random_landmarks": "dictionary",
+    "dissect": "units",
+    "DissectionResult": "units",
+    "LayerDissection": "units",
+    "DictionaryBatches": "units",
+    "biased_units": "nonlocal_units",
+    "biased_unit_counts": "nonlocal_units",
+    "GroupActivationStats": "nonlocal_units",
+    "list_layers": "layers",
+    "layer_output_shapes": "layers",
+    "get_layer": "layers",
+    "ActivationRecorder": "layers",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'facebias.dissect' has no attribute {name!r}")
+    return getattr(import_module(f"facebias.dissect.{_HOME[name]}"), name)

@@ -337,6 +337,30 @@ def face_dictionary(
     )
 
 
+def dictionary_for_table(
+    table,
+    indices: np.ndarray | None = None,
+    grayscale: np.ndarray | None = None,
+    **options,
+) -> FaceDictionary:
+    """The Face Dictionary of a FaceTable's faces (all, or ``indices``); options as face_dictionary.
+
+    The table's landmarks must be in the aligned 178x218 frame (CelebA's aligned set, SynthFaces).
+    ``grayscale`` (0/1 per selected face) adds the grayscale group, which is a transform, not an
+    attribute of the source.
+    """
+    if table.landmarks is None:
+        raise ValueError(
+            f"{table.source} table at {table.image_dir} has no landmarks; the Face Dictionary needs the five "
+            f"aligned landmarks per face (CelebA's list_landmarks_align_celeba.txt or SynthFaces)"
+        )
+    rows = np.arange(len(table)) if indices is None else np.asarray(indices)
+    attrs = {name: table.attrs[rows, i] for i, name in enumerate(table.attr_names)}
+    if grayscale is not None:
+        attrs["grayscale"] = np.asarray(grayscale)
+    return face_dictionary(table.landmarks[rows], attrs, **options)
+
+
 def exact_masks_to_crop(masks: torch.Tensor, size: int) -> torch.Tensor:
     """Aligned-frame masks (n, C, 218, 178) -> crop-frame masks (n, C, size, size), bool.
 
@@ -409,7 +433,9 @@ def random_landmarks(n: int, seed: int = 0, jitter: float = 1.0) -> np.ndarray:
     centre = mean.mean(axis=0)
     scale = 1.0 + 0.06 * jitter * rng.standard_normal(n)
     angle = np.deg2rad(4.0 * jitter) * rng.standard_normal(n)
-    rotation = np.stack([np.stack([np.cos(angle), -np.sin(angle)], -1), np.stack([np.sin(angle), np.cos(angle)], -1)], -2)
+    rotation = np.stack(
+        [np.stack([np.cos(angle), -np.sin(angle)], -1), np.stack([np.sin(angle), np.cos(angle)], -1)], -2
+    )
     shape = np.einsum("nij,pj->npi", rotation, mean - centre) * scale[:, None, None]
     shift = 3.0 * jitter * rng.standard_normal((n, 1, 2))
     noise = 1.5 * jitter * rng.standard_normal((n, 5, 2))

@@ -15,20 +15,28 @@ ceil(quantile * N*h*w) and T_u is the K-th largest value (sorted ascending and 0
 N*h*w - K = floor((1 - quantile) * N*h*w)). Pass 1 keeps a running top-k per unit with k from an
 upper bound on N, merging each batch with ``torch.topk`` on the concatenation, so memory is
 O(units * k) and T_u is exact, not estimated. Relation to other conventions: ``torch.quantile(x,
-1 - q, interpolation='lower')`` takes index floor((1 - q)(Nhw - 1)), so it is the same order
-statistic or the one just below (never more than one rank apart); NetDissect-Lite reads the
-quantile at level ~0.995 from a streaming sketch with interpolation, so its threshold carries the
-sketch's error (it does not bound it) while this one is exact. With no ties, exactly K - 1
-positions per unit lie strictly above T_u at the layer's resolution.
+1 - q, interpolation='lower')`` takes index floor((1 - q)(Nhw - 1)): the same order statistic as
+T_u or the one just below it (never more than one rank apart). NetDissect-Lite reads entry
+int(1000 (1 - q) - 1) of a 1000-point readout of a streaming quantile sketch, i.e. level 994/999 =
+0.994995 for q = 0.005, interpolated between sketch samples: its threshold carries the sketch's
+approximation error (not bounded there), while this one is exact. With no ties, exactly K - 1
+positions per unit lie strictly above T_u at the layer's resolution. A unit that is zero on more
+than 1 - quantile of all positions (a sparse ReLU) gets T_u = 0 and is on wherever its upsampled
+map is positive, as in NetDissect.
+
+Absent concepts. Every dictionary image is annotated for every concept (an absent attribute is a
+known-empty mask), so a unit's area counts in every image's union, which is NetDissect's rule for
+a category labelled in all images.
 
 Cost. Bilinear interpolation is a convex combination of the map's values, so an upsampled map can
 exceed T_u only where the map's maximum does: pass 2 upsamples only the (image, unit) pairs whose
 maximum is above T_u (at most K - 1 pairs per unit over the whole data set) and counts their
-intersections with all concepts at once by one (pairs, S^2) x (S^2, C) matmul per image; unions are
-|M_u| + |L_c| - intersection. Pass 1 caches the activations and masks when they fit in
-``cache_bytes``, and then pass 2 touches neither the model nor the data again; otherwise the data
-is iterated a second time (it must then be re-iterable and deterministic: same images, same order
-not required).
+intersections with all concepts at once: the (units, B*S^2) x (B*S^2, C) product of the batch's
+thresholded maps and masks, evaluated on the switched-on pixels only (one gather and one index_add
+per batch, no loop over units); unions are |M_u| + |L_c| - intersection. Pass 1 caches the
+activations and masks when they fit in ``cache_bytes``, and then pass 2 touches neither the model
+nor the data again; otherwise the data is iterated a second time (it must then be re-iterable and
+deterministic: same images, same order not required).
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from facebias.dissect.nonlocal_units import (
 
 DEFAULT_QUANTILE = 0.005
 DEFAULT_IOU_THRESHOLD = 0.04
-_PAIR_CHUNK_ELEMENTS = 1 << 24  # upsampled values held at once in pass 2 (64 MB of float32)
+_PAIR_CHUNK_ELEMENTS = 1 << 22  # upsampled values held at once in pass 2 (16 MB of float32)
 
 
 @dataclass
@@ -289,26 +297,32 @@ class _LayerTally:
         self.unit_area = torch.zeros(units, dtype=torch.float64, device=device)
 
     def tally(self, acts: torch.Tensor, masks: torch.Tensor) -> None:
-        """Add one batch's |M_u & L_c| and |M_u| for every unit and concept."""
+        """Add one batch's |M_u & L_c| and |M_u| for every unit and concept.
+
+        Only (image, unit) pairs whose map maximum exceeds T_u are upsampled (bilinear values are
+        convex combinations, so no other pair has a pixel above T_u). For each pixel switched on,
+        the concept row of the mask at that pixel is added to the unit's intersection counts: the
+        product (units, B*S^2) x (B*S^2, C) restricted to its non-zero entries, in one index_add.
+        """
         size = masks.shape[-1]
-        active = acts.amax(dim=(2, 3)) > self.thresholds[None, :]  # (B, U); bilinear never exceeds the max
-        image_index, unit_index = active.nonzero(as_tuple=True)  # sorted by image
+        active = acts.amax(dim=(2, 3)) > self.thresholds[None, :]  # (B, U)
+        image_index, unit_index = active.nonzero(as_tuple=True)
         if image_index.numel() == 0:
             return
-        flat_masks = masks.flatten(2).to(torch.float32)  # (B, C, S^2)
+        concept_rows = masks.permute(0, 2, 3, 1).reshape(-1, masks.shape[1])  # (B*S^2, C) bool
+        intersection = torch.zeros_like(self.intersection, dtype=torch.float32)
         chunk = max(1, _PAIR_CHUNK_ELEMENTS // (size * size))
-        for start in range(0, image_index.numel(), chunk):
+        for start in range(0, image_index.numel(), chunk):  # bounds memory, not a loop over units
             images, units = image_index[start : start + chunk], unit_index[start : start + chunk]
             maps = acts[images, units].unsqueeze(1).to(torch.float32)
             upsampled = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
-            on = (upsampled.flatten(1) > self.thresholds[units, None]).to(torch.float32)  # (P, S^2)
+            on = upsampled.flatten(1) > self.thresholds[units, None]  # (P, S^2)
+            pair, pixel = on.nonzero(as_tuple=True)
             self.unit_area.index_add_(0, units, on.sum(dim=1, dtype=torch.float64))
-            image_ids, counts = torch.unique_consecutive(images, return_counts=True)
-            pieces = [
-                piece @ flat_masks[image].T  # (pairs of this image, S^2) x (S^2, C)
-                for piece, image in zip(on.split(counts.tolist()), image_ids.tolist(), strict=True)
-            ]
-            self.intersection.index_add_(0, units, torch.cat(pieces).to(torch.float64))
+            rows = concept_rows[images[pair] * (size * size) + pixel].to(torch.float32)  # (on pixels, C)
+            intersection.index_add_(0, units[pair], rows)
+            self.intersection += intersection.to(torch.float64)  # float32 counts < 2^24: exact
+            intersection.zero_()
 
 
 def _is_one_shot(batches: Iterable) -> bool:
@@ -320,6 +334,7 @@ def dissect(
     model: nn.Module,
     layer_names: Sequence[str],
     batches: Iterable,
+    *,
     concepts: Sequence[str] | None = None,
     quantile: float = DEFAULT_QUANTILE,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
@@ -399,7 +414,12 @@ def dissect(
                 seen_again = 0
                 for index, item in enumerate(batches):
                     images, masks, _ = _unpack(item, len(group_names), index)
-                    masks = masks.to(device).bool()
+                    if masks.shape[1:] != (len(concepts), mask_size, mask_size):
+                        raise ValueError(
+                            f"second pass, batch {index}: masks changed shape to {tuple(masks.shape[1:])}; "
+                            f"dissection needs a re-iterable, deterministic data source"
+                        )
+                    masks = masks.to(device)
                     for name, a in recorder(images.to(device)).items():
                         tallies[name].tally(a.float(), masks)
                     seen_again += images.shape[0]

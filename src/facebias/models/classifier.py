@@ -24,6 +24,7 @@ class AttributeClassifier(pl.LightningModule):
                  scheduler: str | None = "cosine", max_epochs: int = 10, hflip: bool = True,
                  channels_last: bool = False):
         super().__init__()
+        targets = [str(t) for t in targets]  # plain values only: checkpoints must load with weights_only=True
         if optimizer not in ("adam", "adamw"):
             raise ValueError(f"model.optimizer={optimizer!r}: use adam or adamw")
         self.save_hyperparameters()
@@ -77,9 +78,9 @@ class AttributeClassifier(pl.LightningModule):
         gathered = {k: torch.cat([o[k] for o in self._outputs]).numpy() for k in self._outputs[0]}
         self._outputs.clear()
         metrics = summarize_predictions(gathered, self.targets, threshold=0.5)
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items() if np.isfinite(v)},
-                      prog_bar=False)
-        self.log(f"{stage}/AP", float(metrics["AP"]), prog_bar=True)
+        finite = {f"{stage}/{k}": float(v) for k, v in metrics.items() if np.isfinite(v) and k != "AP"}
+        self.log_dict(finite, prog_bar=False)
+        self.log(f"{stage}/AP", float(metrics["AP"]), prog_bar=True)  # the checkpoint monitor
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_metrics("val")

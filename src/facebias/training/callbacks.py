@@ -14,9 +14,15 @@ def build_callbacks(cfg: DictConfig | None, output_dir: Path) -> list:
     callbacks = []
     ckpt = cfg.get("checkpoint")
     if ckpt:
-        callbacks.append(ModelCheckpoint(dirpath=str(output_dir / "checkpoints"), monitor=ckpt.monitor,
-                                         mode=ckpt.mode, save_last=ckpt.save_last, filename=ckpt.filename,
-                                         auto_insert_metric_name=False))
+        dirpath = str(output_dir / "checkpoints")
+        callbacks.append(ModelCheckpoint(dirpath=dirpath, monitor=ckpt.monitor, mode=ckpt.mode,
+                                         filename=ckpt.filename, auto_insert_metric_name=False,
+                                         enable_version_counter=False))
+        if ckpt.save_last:
+            # Lightning's save_last only refreshes last.ckpt when a top-k file is written; resuming needs
+            # the latest epoch, so a second, unmonitored checkpoint keeps exactly that.
+            callbacks.append(ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                                             enable_version_counter=False))
     progress = cfg.get("progress", "rich")
     if progress == "rich":
         callbacks.append(RichProgressBar(leave=True))

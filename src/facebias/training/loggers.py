@@ -36,7 +36,7 @@ def run_identity(cfg: DictConfig) -> dict[str, str]:
     from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("hydra.", "logger"))]
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("hydra.", "logger", "paths."))]
     name = " ".join(overrides) or cfg.get("exp_name") or cfg.task_name
     family = cfg.get("family") or cfg.get("exp_name") or cfg.task_name
     if hydra_cfg.mode == RunMode.MULTIRUN:

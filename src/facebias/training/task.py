@@ -86,10 +86,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     sync_command = None
     try:
-        datamodule = hydra.utils.instantiate(cfg.data)
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
         datamodule.setup("fit")
         print(datamodule.splits.summary())
-        model = hydra.utils.instantiate(cfg.model, targets=list(cfg.data.targets),
+        model = hydra.utils.instantiate(cfg.model, _convert_="all", targets=list(cfg.data.targets),
                                         channels_last=torch.cuda.is_available())
         if torch.cuda.is_available():
             model = model.to(memory_format=torch.channels_last)

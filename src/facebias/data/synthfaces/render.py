@@ -3,16 +3,17 @@
 `render(z)` is a pure function of z (and the latent model): the same z gives the same pixels and
 masks whatever batch it is rendered in, because every per-face parameter and every pixel value is
 computed with exactly rounded IEEE operations (see shapes.py) and latents are projected with a
-fixed-order sum. Faces are drawn in a canonical face frame (u, v) in pixels, origin at the midpoint
-of the eyes, then placed into CelebA's aligned 178x218 frame with a small shift, roll and scale.
-Small parts are evaluated only on fixed windows of the image that contain them for every pose,
-which keeps rendering at a few milliseconds per face on one CPU core.
+fixed-order sum. Faces are drawn in a canonical face frame (u, v), in output pixels with the origin
+at the midpoint of the eyes, and placed into CelebA's aligned 178x218 frame with a small shift, roll
+and scale. Shapes are evaluated at half resolution, each group only on a fixed window of the image
+that holds it for every pose, then the picture is upsampled bilinearly to 178x218: a few
+milliseconds per face on one CPU core.
 
 Masks follow one rule: a face part (eyes, brows, nose, mouth, cheeks, chin, forehead) is where that
 part lies on the face, occluded or not, like a landmark-derived mask; an accessory or attribute
 concept (Eyeglasses, Mustache, Beard, Wearing_Lipstick, Wearing_Hat, Bangs, Wearing_Earrings) is
-where it is drawn and is empty where the attribute is off; `hair` is the hair left visible.
-A pixel belongs to a mask where the shape's coverage exceeds 0.5.
+where it is drawn and is empty where the attribute is off; `hair` is the hair left visible. A mask
+pixel is on where the shape's coverage, upsampled like the picture, exceeds 0.5.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from .latent import AXES, LatentModel, build_model, softsign
 
 ORIGIN_X, ORIGIN_Y = 88.0, 111.0  # midpoint of the eyes in CelebA's aligned frame
 MAX_SHIFT, MAX_SCALE_DEV, MAX_ROLL_T = 2.5, 0.05, 0.035  # roll: tan(angle / 2), about 4 degrees
-CHUNK = 8  # faces per internal batch: keeps every tensor small enough to stay in cache
+HH, HW = H // 2, W // 2  # the half-resolution drawing grid; its pixel (i, j) is centred on (2j + .5, 2i + .5)
+CHUNK = 16  # faces per internal batch: keeps every tensor small enough to stay in cache
 
 
-def _window(u0: float, u1: float, v0: float, v1: float, pad: int = 3) -> tuple[int, int, int, int]:
-    """Pixel rows/cols (r0, r1, c0, c1) holding the face-frame box [u0, u1] x [v0, v1] for every pose."""
+def _window(u0: float, u1: float, v0: float, v1: float, pad: int = 2) -> tuple[int, int, int, int]:
+    """Half-res rows/cols (r0, r1, c0, c1) holding the face-frame box [u0, u1] x [v0, v1] for every pose."""
     xs, ys = [], []
     for tx in (-MAX_SHIFT, MAX_SHIFT):
         for ty in (-MAX_SHIFT, MAX_SHIFT):
@@ -47,34 +49,34 @@ def _window(u0: float, u1: float, v0: float, v1: float, pad: int = 3) -> tuple[i
                         for v in (v0, v1):
                             xs.append(ORIGIN_X + tx + s * (c * u - sn * v))
                             ys.append(ORIGIN_Y + ty + s * (sn * u + c * v))
-    r0 = max(0, math.floor(min(ys)) - pad)
-    r1 = min(H, math.ceil(max(ys)) + pad + 1)
-    c0 = max(0, math.floor(min(xs)) - pad)
-    c1 = min(W, math.ceil(max(xs)) + pad + 1)
+    r0 = max(0, math.floor(min(ys) / 2) - pad)
+    r1 = min(HH, math.ceil(max(ys) / 2) + pad + 1)
+    c0 = max(0, math.floor(min(xs) / 2) - pad)
+    c1 = min(HW, math.ceil(max(xs) / 2) + pad + 1)
     return r0, r1, c0, c1
 
 
-# Windows (pixel boxes) that contain each group of shapes for every face the latents can produce.
+# Windows (half-res pixel boxes) that contain each group of shapes for every face z can produce.
 WIN = {
-    "full": (0, H, 0, W),
-    "face": _window(-52, 52, -64, 82),
-    "lower": _window(-58, 58, 2, 86),
-    "ears": _window(-60, 60, -10, 36),
-    "eyes": _window(-52, 52, -22, 16),
+    "full": (0, HH, 0, HW),
+    "face": _window(-58, 58, -64, 86),  # face, cheeks, beard, folds
+    "ears": _window(-60, 60, -10, 36),  # ears, earrings
+    "eyes": _window(-52, 52, -22, 16),  # eyes, brows, glasses
     "nose": _window(-12, 12, -2, 32),
-    "mouth": _window(-26, 26, 22, 60),
-    "top": _window(-82, 82, -120, -2),
-    "body": _window(-110, 110, 36, 150),
+    "mouth": _window(-26, 26, 22, 60),  # lips, teeth, lipstick, moustache
+    "crease": _window(-22, 22, -42, -26),  # forehead wrinkles
+    "top": _window(-82, 82, -120, -2),  # front hair, bangs, hat
+    "body": _window(-110, 110, 36, 150),  # neck, clothes
 }
 
 
 def _texture(seed: int, streak: int) -> torch.Tensor:
-    """A fixed (H, W) texture in [0, 1]: vertical streaks plus grain (hair, beard)."""
+    """A fixed (HH, HW) texture in [0, 1]: vertical streaks plus grain (hair, beard)."""
     rng = np.random.default_rng(seed)
-    cols = rng.random(W + 2 * streak)
+    cols = rng.random(HW + 2 * streak)
     kernel = np.ones(2 * streak + 1) / (2 * streak + 1)
-    cols = np.convolve(cols, kernel, mode="valid")[:W]
-    grain = rng.random((H, W))
+    cols = np.convolve(cols, kernel, mode="valid")[:HW]
+    grain = rng.random((HH, HW))
     tex = 0.6 * (cols - cols.min()) / (np.ptp(cols) + 1e-9) + 0.4 * grain
     return torch.from_numpy(tex.astype(np.float32))
 
@@ -107,6 +109,7 @@ def render(z: torch.Tensor, model: LatentModel | None = None, with_masks: bool =
         raise ValueError(f"render: z must be a (B, {model.dim}) tensor, got {getattr(z, 'shape', type(z))}")
     if not torch.isfinite(z).all():
         raise ValueError("render: z contains NaN or infinite values")
+    z = z.to(torch.float32)
     parts = [_render_chunk(z[i : i + CHUNK], model, with_masks) for i in range(0, z.shape[0], CHUNK)]
     if not parts:
         empty_masks = torch.zeros(0, len(LOCAL_CONCEPTS), H, W, dtype=torch.bool) if with_masks else None
@@ -177,7 +180,7 @@ def face_parameters(z: torch.Tensor, model: LatentModel) -> dict[str, torch.Tens
     p["nose_w"] = 7.5 + 0.8 * mc
     smile = margins["smiling"]
     p["smile_k"] = torch.where(col["Smiling"], 0.010 + 0.006 * s(smile), torch.full_like(smile, -0.0015))
-    p["mouth_y"] = 41.0 + 1.2 * s(ax("scale") + ax("light_x"))
+    p["mouth_y"] = 42.5 + 1.2 * s(ax("scale") + ax("light_x"))
     p["mouth_w"] = 16.5 + 1.0 * s(ax("build") - ax("eye_colour")) + 1.2 * on("Smiling")
     p["mouth_open"] = on("Mouth_Slightly_Open") * (2.0 + 3.0 * s(margins["mouth_open"]))
     p["lip_h"] = 3.4 - 0.6 * mc
@@ -227,7 +230,7 @@ def landmarks_from_parameters(p: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 class _Canvas:
-    """The batch's image plus face-frame coordinates per window, and painting into windows."""
+    """The batch's half-res image, face-frame coordinates per window, and painting into windows."""
 
     def __init__(self, p: dict[str, torch.Tensor], background: torch.Tensor):
         self.p = p
@@ -237,8 +240,8 @@ class _Canvas:
     def uv(self, win: str) -> tuple[torch.Tensor, torch.Tensor]:
         if win not in self._uv:
             r0, r1, c0, c1 = WIN[win]
-            x = torch.arange(c0, c1, dtype=torch.float32)[None, None, :] - self.p["ox"]
-            y = torch.arange(r0, r1, dtype=torch.float32)[None, :, None] - self.p["oy"]
+            x = (torch.arange(c0, c1, dtype=torch.float32) * 2.0 + 0.5)[None, None, :] - self.p["ox"]
+            y = (torch.arange(r0, r1, dtype=torch.float32) * 2.0 + 0.5)[None, :, None] - self.p["oy"]
             inv = 1.0 / self.p["scale"]
             c, s = self.p["cos"], self.p["sin"]
             self._uv[win] = ((c * x + s * y) * inv, (c * y - s * x) * inv)
@@ -258,9 +261,25 @@ def _tex(tex: torch.Tensor, win: str) -> torch.Tensor:
 
 def _embed(win: str, alpha: torch.Tensor) -> torch.Tensor:
     r0, r1, c0, c1 = WIN[win]
-    full = torch.zeros(alpha.shape[0], H, W, dtype=alpha.dtype)
+    full = torch.zeros(alpha.shape[0], HH, HW, dtype=alpha.dtype)
     full[:, r0:r1, c0:c1] = alpha
     return full
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear 2x upsampling of the last two dims (half-pixel centres, edges clamped), from exact ops."""
+    for dim in (-2, -1):
+        n = x.shape[dim]
+        prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
+        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
+        main = x * 0.75
+        even = main + prev * 0.25
+        odd = main + nxt * 0.25
+        # interleave: (..., n, 2, w) -> (..., 2n, w) for rows, (..., h, n, 2) -> (..., h, 2n) for columns
+        x = torch.stack([even, odd], dim=dim).flatten(dim - 1, dim) if dim == -2 else torch.stack(
+            [even, odd], dim=-1
+        ).flatten(-2, -1)
+    return x
 
 
 def _hair_colour(p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -270,6 +289,18 @@ def _hair_colour(p: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.where(g, cols["gray"], torch.where(bl, cols["blond"], torch.where(bk, cols["black"], cols["brown"])))
 
 
+def _rgb(r: float, g: float, b: float) -> torch.Tensor:
+    return torch.tensor([r, g, b], dtype=torch.float32)[None, :, None, None]
+
+
+def _face_distance(u: torch.Tensor, v: torch.Tensor, f: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Signed distance to the face outline: oval forehead, jaw between oval and square below."""
+    dy = v - f["face_cy"]
+    upper = dy < 0
+    fb = torch.where(upper, f["face_top"], f["face_low"])
+    return sh.rounded(u, dy, 0.0, 0.0, f["face_w"], fb, torch.where(upper, 0.0, f["jaw"]))
+
+
 def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> RenderOutput:
     p64 = face_parameters(z, model)
     attrs = p64.pop("_attrs")
@@ -277,126 +308,113 @@ def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> Rend
     B = z.shape[0]
     f = {k: v.to(torch.float32)[:, None, None] for k, v in p64.items()}  # (B, 1, 1) float32
     t32 = {k: v.to(torch.float32) for k, v in p64.items()}  # (B,) for colour ramps
+    cov = sh.coverage
 
     # colours, (B, 3, 1, 1)
     skin = sh.ramp(t32["tone"], SKIN)
     skin = skin + f["pale"][:, None] * (PALE_SKIN[None, :, None, None] - skin)
     skin = skin * (1.0 - 0.06 * f["wrinkle"][:, None])
     hair = _hair_colour(t32)
-    brow_col = hair * 0.75
     bg_top = sh.ramp(t32["t_bg_hue"], [(0.25, 0.32, 0.45), (0.55, 0.55, 0.50), (0.72, 0.60, 0.48), (0.30, 0.42, 0.30)])
     bg_top = bg_top * (0.55 + 0.7 * t32["t_bg_light"])[:, None, None, None]
-    bg_bottom = bg_top * 0.8
-    rows = torch.linspace(0.0, 1.0, H)[None, None, :, None]
-    background = (bg_top + rows * (bg_bottom - bg_top)).expand(B, 3, H, W).contiguous()
+    rows = torch.linspace(0.0, 1.0, HH)[None, None, :, None]
+    background = (bg_top + rows * (bg_top * 0.8 - bg_top)).expand(B, 3, HH, HW).contiguous()
     cv = _Canvas(f, background)
     masks: dict[str, list[tuple[str, torch.Tensor]]] = {c: [] for c in LOCAL_CONCEPTS}
 
-    # body: clothing and neck
+    # body: clothes and neck
     u, v = cv.uv("body")
     clothes = sh.ramp(t32["t_clothing"], [(0.10, 0.10, 0.12), (0.55, 0.15, 0.15), (0.85, 0.85, 0.82), (0.20, 0.30, 0.55)])
-    cv.paint("body", sh.coverage(sh.ellipse(u, v, 0.0, 150.0, 92.0, 60.0)), clothes)
-    neck = sh.coverage(sh.rounded(u, v, 0.0, 80.0, f["neck_w"], 42.0, 0.8))
-    cv.paint("body", neck, skin * 0.8)
+    cv.paint("body", cov(sh.ellipse(u, v, 0.0, 150.0, 92.0, 60.0)), clothes)
+    cv.paint("body", cov(sh.rounded(u, v, 0.0, 80.0, f["neck_w"], 42.0, 0.8)), skin * 0.8)
 
-    # hair behind the head (skull cap plus long hair down to hair_len)
+    # hair behind the head: skull cap plus long hair down to hair_len
     u, v = cv.uv("full")
     hw = f["face_w"] + 7.0 + f["hair_vol"]
-    skull = sh.coverage(sh.ellipse(u, v, 0.0, -14.0, hw, 64.0 + f["hair_vol"]))
-    half = torch.clamp((f["hair_len"] + 12.0) * 0.5, min=1.0)
-    long_hair = sh.coverage(sh.rounded(u, v, 0.0, f["hair_len"] - half, hw + 3.0, half, 0.85))
-    hair_back = sh.union(skull, long_hair)
-    hair_tex = hair * (0.8 + 0.4 * _tex(HAIR_TEXTURE, "full"))
-    cv.paint("full", hair_back, hair_tex)
+    skull = cov(sh.ellipse(u, v, 0.0, -14.0, hw, 64.0 + f["hair_vol"]))
+    # long hair: a rounded box from inside the skull down to hair_len, as wide as the skull only once
+    # it is longer than the skull, so short hair stays inside the cap
+    half = torch.clamp((f["hair_len"] + 30.0) * 0.5, min=10.0)
+    box_w = hw - 12.0 + 15.0 * torch.clamp((f["hair_len"] - 10.0) / 30.0, 0.0, 1.0)
+    hair_back = sh.union(skull, cov(sh.rounded(u, v, 0.0, f["hair_len"] - half, box_w, half, 0.85)))
+    cv.paint("full", hair_back, hair * (0.8 + 0.4 * _tex(HAIR_TEXTURE, "full")))
 
-    # ears and earrings
+    # ears
     u, v = cv.uv("ears")
     ear_x = f["face_w"] + 1.0
-    ears = sh.union(sh.coverage(sh.ellipse(u, v, -ear_x, 7.0, 6.5, 12.5)),
-                    sh.coverage(sh.ellipse(u, v, ear_x, 7.0, 6.5, 12.5)))  # fmt: skip
+    ears = sh.union(cov(sh.ellipse(u, v, -ear_x, 7.0, 6.5, 12.5)), cov(sh.ellipse(u, v, ear_x, 7.0, 6.5, 12.5)))
     cv.paint("ears", ears, skin * 0.9)
 
-    # face
+    # face, its regions, folds, blush, beard
     u, v = cv.uv("face")
-    dy = v - f["face_cy"]
-    upper = dy < 0
-    fb = torch.where(upper, f["face_top"], f["face_low"])
-    face_d = sh.rounded(u, dy, 0.0, 0.0, f["face_w"], fb, torch.where(upper, 0.0, f["jaw"]))
-    face = sh.coverage(face_d)
+    face_d = _face_distance(u, v, f)
+    face = cov(face_d)
     cv.paint("face", face, skin)
     if with_masks:
-        masks["cheeks"].append(("face", face * sh.union(
-            sh.coverage(sh.ellipse(u, v, -23.0, 23.0, 10.0, 10.0)),
-            sh.coverage(sh.ellipse(u, v, 23.0, 23.0, 10.0, 10.0)))))  # fmt: skip
-        masks["chin"].append(("face", face * sh.coverage(sh.ellipse(
-            u, v, 0.0, f["face_cy"] + f["face_low"] - 9.0, 15.0, 8.0))))  # fmt: skip
-        masks["forehead"].append(("face", face * sh.coverage(sh.ellipse(u, v, 0.0, -32.0, 27.0, 13.0))))
+        cheeks = sh.union(cov(sh.ellipse(u, v, -23.0, 23.0, 10.0, 10.0)), cov(sh.ellipse(u, v, 23.0, 23.0, 10.0, 10.0)))
+        masks["cheeks"].append(("face", face * cheeks))
+        chin = cov(sh.ellipse(u, v, 0.0, f["face_cy"] + f["face_low"] - 9.0, 15.0, 8.0))
+        masks["chin"].append(("face", face * chin))
+        masks["forehead"].append(("face", face * cov(sh.ellipse(u, v, 0.0, -32.0, 27.0, 13.0))))
+    folds = (
+        sh.ring(sh.ellipse(u, v, 0.0, 35.0, f["mouth_w"] + 3.0, 12.0), 1.2)
+        * cov(f["mouth_w"] - 3.0 - torch.abs(u))
+        * cov(v - 44.0)
+        * sh.below(v, 25.0)
+    )
+    cv.paint("face", folds * f["wrinkle"], skin * 0.7)
+    blush = f["on_Wearing_Lipstick"] * sh.union(
+        cov(sh.ellipse(u, v, -22.0, 24.0, 9.0, 7.0)), cov(sh.ellipse(u, v, 22.0, 24.0, 9.0, 7.0))
+    )
+    cv.paint("face", blush * 0.2, _rgb(0.85, 0.35, 0.35))
+    mouth_zone = cov(sh.ellipse(u, v, 0.0, f["mouth_y"] - 2.0, f["mouth_w"] + 2.5, f["lip_h"] + 7.0))
+    beard = f["on_Beard"] * sh.minus(cov(face_d - 3.0) * sh.below(v, 30.0 - 0.012 * (u * u)), mouth_zone)
+    beard_alpha = beard * f["beard_density"] * (0.75 + 0.25 * _tex(BEARD_TEXTURE, "face")[:, 0])
+    cv.paint("face", beard_alpha, hair)
+    masks["Beard"].append(("face", beard))
 
-    # lower face: earrings, beard, wrinkles
+    # earrings
     u, v = cv.uv("ears")
     ring_x = f["face_w"] + 1.5
     earrings = f["on_Wearing_Earrings"] * sh.union(
-        sh.union(sh.coverage(sh.ellipse(u, v, -ring_x, 21.0, 2.6, 2.6)),
-                 sh.coverage(sh.ellipse(u, v, ring_x, 21.0, 2.6, 2.6))),
-        sh.union(sh.coverage(sh.ellipse(u, v, -ring_x, 26.5, 1.9, 2.4)),
-                 sh.coverage(sh.ellipse(u, v, ring_x, 26.5, 1.9, 2.4))))  # fmt: skip
+        sh.union(cov(sh.ellipse(u, v, -ring_x, 21.0, 2.6, 2.6)), cov(sh.ellipse(u, v, ring_x, 21.0, 2.6, 2.6))),
+        sh.union(cov(sh.ellipse(u, v, -ring_x, 26.5, 1.9, 2.4)), cov(sh.ellipse(u, v, ring_x, 26.5, 1.9, 2.4))),
+    )
     metal = sh.ramp(t32["t_accessory_colour"], [(0.88, 0.72, 0.30), (0.80, 0.80, 0.84), (0.95, 0.85, 0.40)])
     cv.paint("ears", earrings, metal)
     masks["Wearing_Earrings"].append(("ears", earrings))
 
-    # cheeks blush with lipstick (make-up), nose
+    # nose
     u, v = cv.uv("nose")
-    nose_region = sh.coverage(sh.ellipse(u, v, 0.0, f["nose_len"] - 10.0, f["nose_w"], 13.5))
+    nose_region = cov(sh.ellipse(u, v, 0.0, f["nose_len"] - 10.0, f["nose_w"], 13.5))
     cv.paint("nose", nose_region * 0.35, skin * 0.85)
-    cv.paint("nose", sh.coverage(sh.ellipse(u, v, 0.0, f["nose_len"] - 3.0, 5.0, 3.5)) * 0.5, skin * 1.08)
-    nostrils = sh.union(sh.coverage(sh.ellipse(u, v, -4.2, f["nose_len"] + 1.5, 2.3, 1.2)),
-                        sh.coverage(sh.ellipse(u, v, 4.2, f["nose_len"] + 1.5, 2.3, 1.2)))  # fmt: skip
+    cv.paint("nose", cov(sh.ellipse(u, v, 0.0, f["nose_len"] - 3.0, 5.0, 3.5)) * 0.5, skin * 1.08)
+    nostrils = sh.union(cov(sh.ellipse(u, v, -4.2, f["nose_len"] + 1.5, 2.3, 1.2)),
+                        cov(sh.ellipse(u, v, 4.2, f["nose_len"] + 1.5, 2.3, 1.2)))  # fmt: skip
     cv.paint("nose", nostrils, skin * 0.4)
     masks["nose"].append(("nose", nose_region))
-
-    u, v = cv.uv("lower")
-    mouth_zone = sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] - 2.0, f["mouth_w"] + 2.5, f["lip_h"] + 7.0))
-    face_l = _face_distance(u, v, f)
-    beard = f["on_Beard"] * sh.minus(sh.coverage(face_l - 3.0) * sh.below(v, 30.0 - 0.012 * (u * u)), mouth_zone)
-    beard_alpha = beard * f["beard_density"] * (0.75 + 0.25 * _tex(BEARD_TEXTURE, "lower")[:, 0])
-    wr = f["wrinkle"]
-    folds = (
-        sh.ring(sh.ellipse(u, v, 0.0, 35.0, f["mouth_w"] + 3.0, 12.0), 1.0)
-        * sh.coverage(f["mouth_w"] - 3.0 - torch.abs(u))
-        * sh.coverage(v - 44.0)
-        * sh.below(v, 25.0)
-    )
-    cv.paint("lower", folds * wr, skin * 0.7)
-    blush = f["on_Wearing_Lipstick"] * sh.union(
-        sh.coverage(sh.ellipse(u, v, -22.0, 24.0, 9.0, 7.0)), sh.coverage(sh.ellipse(u, v, 22.0, 24.0, 9.0, 7.0))
-    )
-    cv.paint("lower", blush * 0.2, torch.tensor([0.85, 0.35, 0.35])[None, :, None, None])
-    cv.paint("lower", beard_alpha, hair)
-    masks["Beard"].append(("lower", beard))
 
     # mouth: lips, opening, teeth, lipstick; moustache
     u, v = cv.uv("mouth")
     bend = -f["smile_k"]
     opening = f["mouth_open"]
-    lips = sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] + opening * 0.25, f["mouth_w"],
-                                  f["lip_h"] + opening * 0.5, bend))  # fmt: skip
-    natural = skin * torch.tensor([0.80, 0.55, 0.55])[None, :, None, None]
+    centre = f["mouth_y"] + opening * 0.25
+    lips = cov(sh.ellipse(u, v, 0.0, centre, f["mouth_w"], f["lip_h"] + opening * 0.5, bend))
+    natural = skin * _rgb(0.80, 0.55, 0.55)
     lipstick = sh.ramp(t32["t_accessory_colour"], [(0.72, 0.08, 0.14), (0.86, 0.36, 0.50), (0.45, 0.08, 0.22)])
     lip_col = natural + f["on_Wearing_Lipstick"][:, None] * (lipstick - natural)
     cv.paint("mouth", lips, lip_col)
     is_open = (opening > 0).float()
-    cavity = is_open * sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] + opening * 0.25, f["mouth_w"] * 0.78,
-                                              torch.clamp(opening * 0.5, min=0.5), bend))  # fmt: skip
-    cv.paint("mouth", cavity, torch.tensor([0.30, 0.06, 0.08])[None, :, None, None])
-    dy = v - f["mouth_y"] - bend * (u * u)
-    teeth = cavity * sh.coverage(dy - opening * 0.25) * f["on_Smiling"]
-    cv.paint("mouth", teeth, torch.tensor([0.93, 0.91, 0.86])[None, :, None, None])
-    line = sh.ring(dy - opening * 0.25, 0.9) * sh.coverage(torch.abs(u) - f["mouth_w"] * 0.9)
+    cavity = is_open * cov(sh.ellipse(u, v, 0.0, centre, f["mouth_w"] * 0.78, torch.clamp(opening * 0.5, min=0.5), bend))
+    cv.paint("mouth", cavity, _rgb(0.30, 0.06, 0.08))
+    dy = v - centre - bend * (u * u)
+    teeth = cavity * cov(dy) * f["on_Smiling"]
+    cv.paint("mouth", teeth, _rgb(0.93, 0.91, 0.86))
+    line = sh.ring(dy, 1.2) * cov(torch.abs(u) - f["mouth_w"] * 0.9)
     cv.paint("mouth", line * (1.0 - is_open), lip_col * 0.5)
     masks["mouth"].append(("mouth", lips))
     masks["Wearing_Lipstick"].append(("mouth", lips * f["on_Wearing_Lipstick"]))
-    mus = f["on_Mustache"] * sh.coverage(sh.ellipse(u, v, 0.0, f["mouth_y"] - f["lip_h"] - 2.6,
-                                                    f["mouth_w"] + 1.5, 2.7, 0.008))  # fmt: skip
+    mus = f["on_Mustache"] * cov(sh.ellipse(u, v, 0.0, f["mouth_y"] - f["lip_h"] - 2.6, f["mouth_w"] + 1.5, 2.8, 0.008))
     cv.paint("mouth", mus * 0.95, hair)
     masks["Mustache"].append(("mouth", mus))
 
@@ -407,93 +425,76 @@ def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> Rend
     for side in (-1.0, 1.0):
         cx = side * es
         d_eye = sh.ellipse(u, v, cx, 0.0, 7.6, eo)
-        white = sh.coverage(d_eye)
-        cv.paint("eyes", white, torch.tensor([0.93, 0.92, 0.90])[None, :, None, None])
-        iris = white * sh.coverage(sh.ellipse(u, v, cx, 0.3, 3.4, 3.4))
-        cv.paint("eyes", iris, iris_col)
-        cv.paint("eyes", white * sh.coverage(sh.ellipse(u, v, cx, 0.3, 1.5, 1.5)), torch.zeros(1, 3, 1, 1))
-        lid = sh.ring(d_eye, f["lid"]) * sh.below(-v, -0.5)
-        cv.paint("eyes", lid, torch.tensor([0.10, 0.07, 0.06])[None, :, None, None])
-        masks["eyes"].append(("eyes", sh.coverage(sh.ellipse(u, v, cx, 0.0, 9.0, eo + 1.5))))
-        brow = sh.coverage(sh.ellipse(u, v, side * (es + 0.5), f["brow_y"], 10.5, f["brow_t"] * 0.5,
-                                      f["brow_arch"]))  # fmt: skip
-        cv.paint("eyes", brow * 0.95, brow_col)
+        white = cov(d_eye)
+        cv.paint("eyes", white, _rgb(0.93, 0.92, 0.90))
+        iris_d = sh.ellipse(u, v, cx, 0.3, 3.4, 3.4)
+        cv.paint("eyes", white * cov(iris_d), iris_col)
+        cv.paint("eyes", white * cov(iris_d + 1.9), _rgb(0.0, 0.0, 0.0))
+        cv.paint("eyes", sh.ring(d_eye, f["lid"]) * sh.below(-v, -0.5), _rgb(0.10, 0.07, 0.06))
+        masks["eyes"].append(("eyes", cov(sh.ellipse(u, v, cx, 0.0, 9.0, eo + 1.5))))
+        brow = cov(sh.ellipse(u, v, side * (es + 0.5), f["brow_y"], 10.5, f["brow_t"] * 0.5, f["brow_arch"]))
+        cv.paint("eyes", brow * 0.95, hair * 0.75)
         masks["brows"].append(("eyes", brow))
 
     # forehead wrinkles, front hair (bangs), hat
-    u, v = cv.uv("top")
+    u, v = cv.uv("crease")
     for level in (-30.0, -36.5):
-        crease = sh.ring(sh.ellipse(u, v, 0.0, level, 17.0, 1.2, 0.004), 0.8)
-        cv.paint("top", crease * wr * 0.8, skin * 0.75)
-    hw = f["face_w"] + 7.0 + f["hair_vol"]
-    skull_top = sh.coverage(sh.ellipse(u, v, 0.0, -14.0, hw, 64.0 + f["hair_vol"]))
+        crease = sh.ring(sh.ellipse(u, v, 0.0, level, 17.0, 1.2, 0.004), 1.2)
+        cv.paint("crease", crease * f["wrinkle"] * 0.8, skin * 0.75)
+    u, v = cv.uv("top")
+    skull_top = cov(sh.ellipse(u, v, 0.0, -14.0, hw, 64.0 + f["hair_vol"]))
     hairline = torch.clamp(f["hairline"] + f["hairline_k"] * (u * u), max=-8.0)
     front = skull_top * sh.below(-v, -hairline)  # v < hairline
     cv.paint("top", front, hair * (0.8 + 0.4 * _tex(HAIR_TEXTURE, "top")))
     normal_line = torch.clamp(-47.0 + 2.0 * f["mc"] + 0.012 * (u * u), max=-8.0)
-    bangs = front * sh.below(v, normal_line) * f["on_Bangs"]
-    masks["Bangs"].append(("top", bangs))
+    masks["Bangs"].append(("top", front * sh.below(v, normal_line) * f["on_Bangs"]))
     hat_w = f["face_w"] + 11.0
-    crown = sh.coverage(sh.ellipse(u, v, 0.0, -52.0, hat_w, 40.0)) * sh.below(-v, 34.0 - 0.004 * (u * u))
-    brim = sh.coverage(sh.ellipse(u, v, 0.0, -34.0, hat_w + 9.0, 4.5, -0.004))
-    hat = f["on_Wearing_Hat"] * sh.union(crown, brim)
+    crown = cov(sh.ellipse(u, v, 0.0, -52.0, hat_w, 40.0)) * sh.below(-v, 34.0 - 0.004 * (u * u))
+    brim_d = sh.ellipse(u, v, 0.0, -34.0, hat_w + 9.0, 4.5, -0.004)
+    hat = f["on_Wearing_Hat"] * sh.union(crown, cov(brim_d))
     hat_col = sh.ramp(1.0 - t32["t_accessory_colour"], [(0.12, 0.12, 0.14), (0.60, 0.15, 0.12), (0.80, 0.72, 0.55), (0.15, 0.25, 0.45)])
     cv.paint("top", hat, hat_col)
-    cv.paint("top", hat * sh.ring(sh.ellipse(u, v, 0.0, -34.0, hat_w + 9.0, 4.5, -0.004), 1.0) * 0.5, hat_col * 0.6)
+    cv.paint("top", hat * sh.ring(brim_d, 1.5) * 0.5, hat_col * 0.6)
     masks["Wearing_Hat"].append(("top", hat))
 
-    # glasses
+    # glasses: frames, bridge and temples always dark; clear or dark lenses
     u, v = cv.uv("eyes")
     ft = f["frame_t"]
     lens_d = [sh.rounded(u, v, side * es, 1.0, f["lens_a"], f["lens_b"], f["frame_sq"]) for side in (-1.0, 1.0)]
-    lens = sh.union(sh.coverage(lens_d[0] + ft * 0.5), sh.coverage(lens_d[1] + ft * 0.5))
+    lens = sh.union(cov(lens_d[0] + ft * 0.5), cov(lens_d[1] + ft * 0.5))
     frame = sh.union(sh.ring(lens_d[0], ft), sh.ring(lens_d[1], ft))
-    inner_u = es - f["lens_a"] + 1.0
-    bridge = sh.ring(v - (-2.0 + 0.03 * (u * u)), ft) * sh.coverage(torch.abs(u) - inner_u)
-    outer_u = es + f["lens_a"] - 1.0
-    temples = sh.ring(v + 2.0, ft * 0.9) * sh.coverage(outer_u - torch.abs(u)) * sh.coverage(
+    bridge = sh.ring(v - (-2.0 + 0.03 * (u * u)), ft) * cov(torch.abs(u) - (es - f["lens_a"] + 1.0))
+    temples = sh.ring(v + 2.0, ft * 0.9) * cov(es + f["lens_a"] - 1.0 - torch.abs(u)) * cov(
         torch.abs(u) - (f["face_w"] + 1.0)
     )
     on_g = f["on_Eyeglasses"]
-    lens_alpha = lens * (0.15 + 0.7 * f["sunglasses"])
-    lens_col = torch.tensor([0.75, 0.82, 0.88])[None, :, None, None] + f["sunglasses"][:, None] * torch.tensor(
-        [-0.68, -0.74, -0.78]
-    )[None, :, None, None]
-    cv.paint("eyes", lens_alpha * on_g, lens_col)
+    sun = f["sunglasses"][:, None]
+    cv.paint("eyes", lens * (0.15 + 0.7 * f["sunglasses"]) * on_g, _rgb(0.75, 0.82, 0.88) + sun * _rgb(-0.68, -0.74, -0.78))
     frame_col = sh.ramp(t32["t_frame_style"], [(0.04, 0.04, 0.05), (0.28, 0.15, 0.07), (0.08, 0.10, 0.28)])
     cv.paint("eyes", sh.union(sh.union(frame, bridge), temples) * on_g, frame_col)
     masks["Eyeglasses"].append(("eyes", sh.union(sh.union(lens, bridge), temples) * on_g))
 
     # hair mask: what is left visible of the back and front hair
     if with_masks:
-        face_full = _embed("face", face)
-        ears_full = _embed("ears", ears)
-        hat_full = _embed("top", hat)
-        back_vis = hair_back * (1.0 - face_full) * (1.0 - ears_full)
-        masks["hair"].append(("full", sh.union(back_vis, _embed("top", front)) * (1.0 - hat_full)))
+        back_vis = hair_back * (1.0 - _embed("face", face)) * (1.0 - _embed("ears", ears))
+        masks["hair"].append(("full", sh.union(back_vis, _embed("top", front)) * (1.0 - _embed("top", hat))))
 
-    # light and tone, then 8 bits
-    xs = torch.arange(W, dtype=torch.float32)[None, None, None, :]
-    ys = torch.arange(H, dtype=torch.float32)[None, None, :, None]
-    light = f["bright"][:, None] + f["light_x"][:, None] * ((xs - 88.0) / 89.0) + f["light_y"][:, None] * (
+    # light, upsampling, 8 bits
+    xs = (torch.arange(HW, dtype=torch.float32) * 2.0 + 0.5)[None, None, None, :]
+    ys = (torch.arange(HH, dtype=torch.float32) * 2.0 + 0.5)[None, None, :, None]
+    light = (f["bright"][:, None] + f["light_x"][:, None] * ((xs - 88.0) / 89.0)) + f["light_y"][:, None] * (
         (ys - 109.0) / 109.0
     )
-    img = torch.clamp(cv.img * light, 0.0, 1.0) * 255.0
+    img = upsample2(torch.clamp(cv.img * light, 0.0, 1.0)) * 255.0
     images = torch.round(img).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
     out_masks = None
     if with_masks:
         out_masks = torch.zeros(B, len(LOCAL_CONCEPTS), H, W, dtype=torch.bool)
         for ci, concept in enumerate(LOCAL_CONCEPTS):
-            for win, alpha in masks[concept]:
+            alpha = torch.zeros(B, HH, HW)
+            for win, a in masks[concept]:
                 r0, r1, c0, c1 = WIN[win]
-                out_masks[:, ci, r0:r1, c0:c1] |= alpha > 0.5
+                alpha[:, r0:r1, c0:c1] = torch.maximum(alpha[:, r0:r1, c0:c1], a)
+            out_masks[:, ci] = upsample2(alpha) > 0.5
     return RenderOutput(images, landmarks, attrs.to(torch.uint8), out_masks)
-
-
-def _face_distance(u: torch.Tensor, v: torch.Tensor, f: dict[str, torch.Tensor]) -> torch.Tensor:
-    dy = v - f["face_cy"]
-    upper = dy < 0
-    fb = torch.where(upper, f["face_top"], f["face_low"])
-    return sh.rounded(u, dy, 0.0, 0.0, f["face_w"], fb, torch.where(upper, 0.0, f["jaw"]))
-

@@ -1,0 +1,112 @@
+"""The evaluation tables as rows (for CSV and W&B alike): per attribute, per cell, per category, per sweep run.
+
+Percent scale as in the paper's tables: AP, DEO, BA, accuracy and the cell accuracies/gap are x100;
+KL is unscaled. metrics.json keeps every value as a fraction.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from facebias.evaluation.attributes import category_of
+
+METRICS = ("AP", "DEO", "BA", "KL")
+PERCENT = {"AP", "DEO", "BA"}
+CELL_MEANING = {"y1_c1": (1, 1), "y1_c0": (1, 0), "y0_c1": (0, 1), "y0_c0": (0, 0)}
+
+
+def _scaled(metric: str, value: float | None) -> float | None:
+    """Percent for AP, DEO, BA (x100); None and NaN pass through (metrics.json stores NaN as null)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return value
+    return 100 * value if metric in PERCENT else value
+
+
+def _percent(value: float | None) -> float | None:
+    return _scaled("AP", value)
+
+
+def metric_columns() -> list[str]:
+    return [f"{m}{suffix}" for m in METRICS for suffix in ("", "_median", "_std")]
+
+
+def attribute_row(name: str, head: Mapping[str, Any]) -> dict[str, Any]:
+    """One head's line: threshold, AP/DEO/BA (x100) and KL (point, median, std), accuracy and cell gap (x100)."""
+    test = head["test"]
+    row: dict[str, Any] = {"attribute": name, "category": category_of(name) or "", "threshold": head["threshold"],
+                           "n_test": test["n"]}
+    for metric in METRICS:
+        for suffix in ("", "_median", "_std"):
+            row[metric + suffix] = _scaled(metric, test.get(metric + suffix))
+    row["accuracy"] = _percent(test["accuracy"])
+    gap = head["gap"]
+    row["stereotypical_acc"] = _percent(gap["stereotypical"])
+    row["counter_stereotypical_acc"] = _percent(gap["counter_stereotypical"])
+    row["gap"] = _percent(gap["gap"])
+    row["stereotype"] = head["stereotype"]["direction"]
+    return row
+
+
+def attribute_rows(heads: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [attribute_row(name, head) for name, head in heads.items()]
+
+
+def cell_rows(heads: Mapping[str, Mapping[str, Any]], cell_by: str) -> list[dict[str, Any]]:
+    """Long format: one line per (head, cell) with the accuracy (x100) at the calibrated threshold."""
+    rows = []
+    for name, head in heads.items():
+        for key, cell in head["cells"].items():
+            target, value = CELL_MEANING[key]
+            rows.append({"attribute": name, "cell": key, "target": target, "cell_by": cell_by, "cell_value": value,
+                         "accuracy": _percent(cell["accuracy"]), "count": cell["count"]})
+    return rows
+
+
+def category_rows(categories: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, entry in categories.items():
+        if name == "uncategorised":
+            continue
+        row: dict[str, Any] = {"category": name, "n_attributes": entry["n"],
+                               "attributes": " ".join(entry["attributes"]), "missing": " ".join(entry["missing"])}
+        for column in metric_columns():
+            metric = column.split("_")[0]
+            row[column] = _scaled(metric, entry.get(column))
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:
+    """Write rows (dicts) as CSV through a temporary name; missing values are empty cells."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    os.replace(tmp, path)
+    return path
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and inf -> None, recursively, so metrics.json is strict JSON (jq, JavaScript and W&B read it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,300 @@
+"""evaluate.py: the audit of a trained run, checked against numbers recomputed here from its checkpoint.
+
+Unit tests cover the pieces with known answers (categories, thresholds, errors); the end-to-end tests
+train tiny runs once per module and compare evaluate.py's threshold and AP with an independent
+recomputation (model forward pass here, the threshold's definition by hand, scikit-learn's AP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, TINY, compose
+from wandb_records import find_runs, read_run
+
+from facebias.evaluation.attributes import (
+    CATEGORIES,
+    REFERENCE_ATTRIBUTES,
+    category_averages,
+    category_coverage,
+    category_of,
+)
+from facebias.evaluation.heads import EvaluationInputError, evaluate_head, stereotype_direction
+from facebias.evaluation.plots import reliability_curve
+from facebias.evaluation.runs import RunNotFoundError, locate_run
+from facebias.evaluation.tables import attribute_row, json_safe, read_csv
+
+# ---------------------------------------------------------------------------------------------- units
+
+
+def test_categories_partition_the_reference_attributes():
+    members = [a for group in CATEGORIES.values() for a in group]
+    assert len(members) == len(set(members)) == 26
+    assert set(members) == set(REFERENCE_ATTRIBUTES)
+    assert category_of("Young") == "gender_dependent" and category_of("Smiling") == "gender_independent"
+    assert category_of("Male") is None
+
+
+def test_category_averages_use_only_the_heads_present():
+    per_head = {
+        "Smiling": {"AP": 0.8, "AP_median": 0.7, "AP_std": 0.02},
+        "Eyeglasses": {"AP": 0.6, "AP_median": 0.5, "AP_std": 0.04},
+        "Young": {"AP": 0.9, "AP_median": 0.9, "AP_std": 0.01},
+        "Mustache": {"AP": 0.1, "AP_median": 0.1, "AP_std": 0.1},
+    }
+    result = category_averages(per_head, metrics=("AP",))
+    independent = result["gender_independent"]
+    assert independent["attributes"] == ["Eyeglasses", "Smiling"] and independent["n"] == 2
+    assert independent["AP"] == pytest.approx(0.7) and independent["AP_median"] == pytest.approx(0.6)
+    assert independent["AP_std"] == pytest.approx(0.03)
+    assert result["gender_dependent"]["AP"] == pytest.approx(0.9)
+    assert result["inconsistently_labelled"]["n"] == 0 and result["inconsistently_labelled"]["AP"] is None
+    assert "Big_Lips" in result["inconsistently_labelled"]["missing"]
+    assert result["uncategorised"]["attributes"] == ["Mustache"]
+    assert "Young" not in category_coverage(["Smiling"])["gender_dependent"]["present"]
+
+
+def _split(scores, targets, protected, concept=None):
+    scores = np.asarray(scores, dtype=np.float32)[:, None]
+    return {"score": scores, "target": np.asarray(targets, dtype=np.float32)[:, None],
+            "protected": np.asarray(protected), "concept": np.asarray(concept if concept is not None else protected)}
+
+
+def test_evaluate_head_threshold_and_cells_by_hand():
+    val = _split([0.9, 0.8, 0.3, 0.2, 0.7], [1, 1, 0, 0, 0], [1, 0, 1, 0, 1])
+    # 2 val positives -> threshold = 2nd largest val score = 0.8; predictions s > 0.8 (strict)
+    test = _split([0.95, 0.85, 0.5, 0.81, 0.1, 0.9, 0.2, 0.3], [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 1, 1, 0, 0])
+    head = evaluate_head("Male", 0, val, test, "concept", "positive", n_bootstrap=0, seed=0,
+                         protected_name="Eyeglasses")
+    assert head["threshold"] == pytest.approx(0.8)
+    # predictions: 1 1 0 1 | 0 1 0 0 -> cells y1_c1: 2/2, y1_c0: 1/2, y0_c1: 1/2, y0_c0: 2/2
+    assert {k: v["accuracy"] for k, v in head["cells"].items()} == {"y1_c1": 1.0, "y1_c0": 0.5, "y0_c1": 0.5,
+                                                                    "y0_c0": 1.0}
+    assert head["gap"]["gap"] == pytest.approx(0.5)
+    assert head["test"]["accuracy"] == pytest.approx(6 / 8)
+    assert head["test"]["DEO"] == pytest.approx(0.5)  # TPR g=1: 2/2, g=0: 1/2
+
+
+def test_one_class_head_names_head_and_split():
+    val = _split([0.9, 0.8, 0.3], [0, 0, 0], [1, 0, 1])
+    test = _split([0.9, 0.1], [1, 0], [1, 0])
+    with pytest.raises(EvaluationInputError, match=r"head 'Smiling': the val split holds only the value 0"):
+        evaluate_head("Smiling", 0, val, test, "concept", "positive", 0, 0, "Male")
+    val = _split([0.9, 0.1], [1, 0], [1, 0])
+    test = _split([0.9, 0.1, 0.5], [1, 0, 1], [1, 1, 1])
+    with pytest.raises(EvaluationInputError, match=r"protected attribute 'Male': the test split holds only"):
+        evaluate_head("Smiling", 0, val, test, "concept", "positive", 0, 0, "Male")
+
+
+def test_stereotype_direction_follows_the_training_correlation():
+    target = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+    concept = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    out = stereotype_direction(target, concept)
+    assert out["direction"] == "positive" and out["train_p_y1_given_c1"] == pytest.approx(0.75)
+    assert stereotype_direction(target, 1 - concept)["direction"] == "negative"
+
+
+def test_reliability_curve_by_hand():
+    scores = np.array([0.05, 0.15, 0.12, 0.95, 0.91])
+    targets = np.array([0, 1, 0, 1, 1], dtype=float)
+    x, y, n = reliability_curve(scores, targets, n_bins=10)
+    assert np.allclose(x, [0.05, 0.135, 0.93]) and np.allclose(y, [0, 0.5, 1]) and list(n) == [1, 2, 2]
+
+
+def test_attribute_row_scales_and_json_safe():
+    head = {"threshold": 0.5, "test": {"n": 10, "accuracy": 0.9, "AP": 0.8, "DEO": 0.1, "BA": -0.02, "KL": 1.5,
+                                       "AP_median": 0.75, "KL_median": float("nan")},
+            "gap": {"stereotypical": 1.0, "counter_stereotypical": 0.4, "gap": 0.6},
+            "stereotype": {"direction": "positive"}}
+    row = attribute_row("Smiling", head)
+    assert row["AP"] == pytest.approx(80) and row["BA"] == pytest.approx(-2) and row["KL"] == 1.5
+    assert row["AP_median"] == pytest.approx(75) and row["gap"] == pytest.approx(60)
+    assert row["category"] == "gender_independent" and row["DEO_std"] is None
+    assert json_safe({"a": [float("nan"), 1.0, np.float32(2.0)]}) == {"a": [None, 1.0, 2.0]}
+
+
+def test_missing_run_parts_are_named(tmp_path):
+    empty = tmp_path / "run"
+    empty.mkdir()
+    with pytest.raises(RunNotFoundError, match=r"run/config.yaml is missing.*checkpoints/best.ckpt"):
+        locate_run(run=str(empty))
+    (empty / "config.yaml").write_text("data:\n  targets: [Male]\n")
+    with pytest.raises(RunNotFoundError, match=r"no checkpoint; expected .*checkpoints/best.ckpt"):
+        locate_run(run=str(empty))
+    stray = tmp_path / "elsewhere" / "model.ckpt"
+    stray.parent.mkdir()
+    stray.write_bytes(b"")
+    with pytest.raises(RunNotFoundError, match=r"no training config next to the checkpoint.*elsewhere/config.yaml"):
+        locate_run(ckpt=str(stray))
+    with pytest.raises(RunNotFoundError, match=r"run=nowhere: no such file or directory"):
+        locate_run(run="nowhere")
+    sweep = tmp_path / "sweep"
+    (sweep / "0_p50").mkdir(parents=True)
+    shutil.copy(empty / "config.yaml", sweep / "0_p50" / "config.yaml")
+    with pytest.raises(RunNotFoundError, match=r"multirun dir, use sweep="):
+        locate_run(run=str(sweep))
+    with pytest.raises(ValueError, match=r"run=<training run dir>"):
+        locate_run()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 300, check: bool = True):
+    cmd = [sys.executable, script, *args]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if check:
+        assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def train_tiny(root: Path, data_dir: Path, *overrides: str) -> Path:
+    run_script("train.py", *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}", *overrides)
+    (run_dir,) = sorted(p.parent for p in root.rglob("config.yaml") if (p.parent / "checkpoints").is_dir())
+    return run_dir
+
+
+def recompute_scores(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Scores of the best checkpoint on val and test, without evaluate.py's code: datamodule + forward pass here."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from facebias.data.datamodule import FaceDataModule
+    from facebias.models.classifier import AttributeClassifier
+
+    data = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml").data, resolve=True)
+    data.pop("_target_")
+    datamodule = FaceDataModule(**data)
+    datamodule.setup()
+    model = AttributeClassifier.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=True,
+                                                     map_location="cpu").eval()
+    result = {}
+    for split in ("val", "test"):
+        scores, targets = [], []
+        with torch.no_grad():
+            for batch in getattr(datamodule, f"{split}_dataloader")():
+                batch = model.on_after_batch_transfer(batch, 0)
+                scores.append(torch.sigmoid(model(batch["image"]).float()))
+                targets.append(batch["target"])
+        result[split] = {"score": torch.cat(scores).numpy(), "target": torch.cat(targets).numpy().astype(int)}
+    return result
+
+
+@pytest.fixture(scope="module")
+def p80_run(tmp_path_factory, data_dir) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("train_p80"), data_dir, "+experiment=p80")
+
+
+@pytest.fixture(scope="module")
+def evaluated(p80_run, tmp_path_factory):
+    """evaluate.py on the p80 run, with W&B offline in a temp dir (the one offline W&B check)."""
+    root = tmp_path_factory.mktemp("eval_p80")
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb_dir"), "WANDB_SILENT": "true"}
+    result = run_script("evaluate.py", f"run={p80_run}", f"paths.root_dir={root}", "logger=wandb", env=env)
+    (out,) = [p.parent for p in (root / "outputs" / "evaluate").rglob("metrics.json")]
+    return out, json.loads((out / "metrics.json").read_text()), result
+
+
+def test_evaluate_writes_metrics_tables_and_plots(evaluated):
+    out, metrics, result = evaluated
+    assert metrics["job"] == "evaluate" and metrics["targets"] == ["Male"]
+    assert metrics["protected"] == "Eyeglasses" and metrics["cell_by"] == "Eyeglasses" and metrics["P"] == 80
+    for name in ("metrics.csv", "cells.csv", "scores.npz", "plots/score_hist_Male.png", "plots/reliability_Male.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    (row,) = read_csv(out / "metrics.csv")
+    test = metrics["heads"]["Male"]["test"]
+    assert metrics["settings"]["n_bootstrap"] == 500  # the default
+    for metric in ("AP", "DEO", "BA"):  # bootstrap median and std present, tables in percent
+        assert isinstance(test[f"{metric}_median"], float) and test[f"{metric}_std"] > 0
+        assert float(row[f"{metric}_median"]) == pytest.approx(100 * test[f"{metric}_median"])
+    assert "KL_median" in test and "KL_std" in test
+    cells = read_csv(out / "cells.csv")
+    assert [c["cell"] for c in cells] == ["y1_c1", "y1_c0", "y0_c1", "y0_c0"]
+    assert len({c["count"] for c in cells}) == 1  # the balanced test split
+    gap = metrics["heads"]["Male"]["gap"]
+    assert gap["gap"] == pytest.approx(gap["stereotypical"] - gap["counter_stereotypical"])
+    assert "wandb sync" in result.stdout  # ran offline, says how to upload
+
+
+def test_threshold_and_ap_match_an_independent_recomputation(evaluated, p80_run):
+    from sklearn.metrics import average_precision_score
+
+    _, metrics, _ = evaluated
+    head = metrics["heads"]["Male"]
+    recomputed = recompute_scores(p80_run)
+    val, test = recomputed["val"], recomputed["test"]
+    n_pos = int(val["target"][:, 0].sum())
+    by_hand = float(np.sort(val["score"][:, 0])[::-1][n_pos - 1])  # the cp-th largest val score
+    assert head["threshold"] == pytest.approx(by_hand, abs=1e-6)
+    assert head["val"]["positives"] == n_pos
+    assert head["test"]["AP"] == pytest.approx(average_precision_score(test["target"][:, 0], test["score"][:, 0]),
+                                               abs=1e-6)
+    accuracy = np.mean((test["score"][:, 0] > head["threshold"]) == test["target"][:, 0])
+    assert head["test"]["accuracy"] == pytest.approx(accuracy)
+
+
+def test_eval_logs_to_the_training_runs_wandb_group(evaluated, p80_run):
+    out, metrics, _ = evaluated
+    (path,) = find_runs(out)
+    record = read_run(path)
+    train_group = json.loads((p80_run / "metrics.json").read_text())["wandb"]["group"]
+    assert record["job_type"] == "eval" and record["group"] == train_group
+    logged = {k: v for step in record["history"] for k, v in step.items()}  # media keys come flattened
+    assert logged["eval/metrics/_type"] == "table-file" and logged["eval/metrics/nrows"] == 1
+    assert logged["eval/cells/_type"] == "table-file" and logged["eval/cells/nrows"] == 4
+    assert logged["eval/score_hist/Male/_type"] == logged["eval/reliability/Male/_type"] == "image-file"
+    assert record["summary"]["eval/Male/AP"] == pytest.approx(metrics["heads"]["Male"]["test"]["AP"])
+    assert "eval/Male/DEO_median" in record["summary"] and "eval/Male/gap" in record["summary"]
+
+
+def test_cli_without_a_run_says_what_to_pass(tmp_path):
+    result = run_script("evaluate.py", f"paths.root_dir={tmp_path}", "logger=none", check=False)
+    assert result.returncode != 0
+    assert "run=<training run dir>" in result.stderr + result.stdout
+
+
+def test_ckpt_finds_its_config_and_evaluates(p80_run, tmp_path):
+    from facebias.evaluation.task import evaluate_run
+
+    run = locate_run(ckpt=str(p80_run / "checkpoints" / "last.ckpt"))
+    assert run.run_dir == p80_run.resolve() and run.checkpoint.name == "last.ckpt"
+    cfg = compose(["logger=none", "n_bootstrap=0", "plots=false", f"paths.root_dir={tmp_path}"], "evaluate")
+    metrics = evaluate_run(run, cfg, tmp_path / "out")
+    assert metrics["source"]["checkpoint"].endswith("last.ckpt") and "AP_median" not in metrics["heads"]["Male"]["test"]
+    assert not (tmp_path / "out" / "plots").exists()
+
+
+def test_multi_attribute_model_gives_table_and_category_averages(tmp_path_factory, data_dir):
+    from facebias.evaluation.task import evaluate_run
+
+    root = tmp_path_factory.mktemp("multi")
+    run_dir = train_tiny(root, data_dir, "data.targets=[Smiling,Eyeglasses,Young]", "data.protected=Male",
+                         "+trainer.limit_train_batches=4")
+    cfg = compose(["logger=none", "n_bootstrap=50", f"paths.root_dir={root}"], "evaluate")
+    out = root / "eval"
+    metrics = evaluate_run(locate_run(run=str(run_dir)), cfg, out)
+    assert metrics["protected"] == "Male" and metrics["cell_by"] == "Male"  # no planted concept: cells by gender
+    rows = {r["attribute"]: r for r in read_csv(out / "metrics.csv")}
+    assert list(rows) == ["Smiling", "Eyeglasses", "Young"]
+    assert rows["Young"]["category"] == "gender_dependent"
+    categories = {r["category"]: r for r in read_csv(out / "categories.csv")}
+    heads = metrics["heads"]
+    independent = categories["gender_independent"]
+    assert independent["attributes"] == "Eyeglasses Smiling" and independent["n_attributes"] == "2"
+    expected = 100 * (heads["Smiling"]["test"]["AP"] + heads["Eyeglasses"]["test"]["AP"]) / 2
+    assert float(independent["AP"]) == pytest.approx(expected)
+    assert float(categories["gender_dependent"]["DEO_median"]) == pytest.approx(
+        100 * heads["Young"]["test"]["DEO_median"])
+    assert categories["inconsistently_labelled"]["n_attributes"] == "0"
+    assert categories["inconsistently_labelled"]["AP"] == ""
+    assert "Big_Lips" in categories["inconsistently_labelled"]["missing"]
+    assert metrics["categories"]["gender_dependent"]["missing"][0] == "Arched_Eyebrows"
+    assert {p.name for p in (out / "plots").iterdir()} >= {"score_hist_Smiling.png", "reliability_Young.png"}
