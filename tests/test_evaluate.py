@@ -93,6 +93,16 @@ def test_one_class_head_names_head_and_split():
         evaluate_head("Smiling", 0, val, test, "concept", "positive", 0, 0, "Male")
 
 
+def test_run_without_protected_attribute_is_refused():
+    from types import SimpleNamespace
+
+    from facebias.evaluation.task import analyse
+
+    run = SimpleNamespace(run_dir=Path("/runs/x"), targets=["Male", "Smiling"], concept=None)
+    with pytest.raises(EvaluationInputError, match=r"no protected attribute.*data.protected=<attribute>"):
+        analyse(run, SimpleNamespace(protected=None), {}, n_bootstrap=0, seed=0)
+
+
 def test_stereotype_direction_follows_the_training_correlation():
     target = np.array([1, 1, 1, 0, 0, 0, 1, 0])
     concept = np.array([1, 1, 1, 1, 0, 0, 0, 0])
@@ -188,17 +198,34 @@ def recompute_scores(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     return result
 
 
-@pytest.fixture(scope="module")
-def p80_run(tmp_path_factory, data_dir) -> Path:
-    return train_tiny(tmp_path_factory.mktemp("train_p80"), data_dir, "+experiment=p80")
+def shared_sweep(data_dir: Path) -> Path:
+    """A tiny train multirun (P=50 and P=100), trained once per session and shared by the evaluation tests.
+
+    Kept beside the session's data dir, so test_sweep_summary.py and this module train it only once.
+    """
+    root = data_dir.parent / "shared_train_sweep"
+    done = root / "trained"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        run_script("train.py", "-m", "+experiment=p50,p100", *TINY, f"paths.root_dir={root}",
+                   f"paths.data_dir={data_dir}")
+        done.write_text("ok\n")
+    (sweep,) = (root / "multirun" / "train").iterdir()
+    return sweep
 
 
 @pytest.fixture(scope="module")
-def evaluated(p80_run, tmp_path_factory):
-    """evaluate.py on the p80 run, with W&B offline in a temp dir (the one offline W&B check)."""
-    root = tmp_path_factory.mktemp("eval_p80")
+def p100_run(data_dir) -> Path:
+    (run_dir,) = [p.parent for p in shared_sweep(data_dir).glob("*/config.yaml") if "p100" in p.parent.name]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def evaluated(p100_run, tmp_path_factory):
+    """evaluate.py on the P=100 run, with W&B offline in a temp dir (the one offline W&B check)."""
+    root = tmp_path_factory.mktemp("eval_p100")
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb_dir"), "WANDB_SILENT": "true"}
-    result = run_script("evaluate.py", f"run={p80_run}", f"paths.root_dir={root}", "logger=wandb", env=env)
+    result = run_script("evaluate.py", f"run={p100_run}", f"paths.root_dir={root}", "logger=wandb", env=env)
     (out,) = [p.parent for p in (root / "outputs" / "evaluate").rglob("metrics.json")]
     return out, json.loads((out / "metrics.json").read_text()), result
 
@@ -206,7 +233,7 @@ def evaluated(p80_run, tmp_path_factory):
 def test_evaluate_writes_metrics_tables_and_plots(evaluated):
     out, metrics, result = evaluated
     assert metrics["job"] == "evaluate" and metrics["targets"] == ["Male"]
-    assert metrics["protected"] == "Eyeglasses" and metrics["cell_by"] == "Eyeglasses" and metrics["P"] == 80
+    assert metrics["protected"] == "Eyeglasses" and metrics["cell_by"] == "Eyeglasses" and metrics["P"] == 100
     for name in ("metrics.csv", "cells.csv", "scores.npz", "plots/score_hist_Male.png", "plots/reliability_Male.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     (row,) = read_csv(out / "metrics.csv")
@@ -224,12 +251,12 @@ def test_evaluate_writes_metrics_tables_and_plots(evaluated):
     assert "wandb sync" in result.stdout  # ran offline, says how to upload
 
 
-def test_threshold_and_ap_match_an_independent_recomputation(evaluated, p80_run):
+def test_threshold_and_ap_match_an_independent_recomputation(evaluated, p100_run):
     from sklearn.metrics import average_precision_score
 
     _, metrics, _ = evaluated
     head = metrics["heads"]["Male"]
-    recomputed = recompute_scores(p80_run)
+    recomputed = recompute_scores(p100_run)
     val, test = recomputed["val"], recomputed["test"]
     n_pos = int(val["target"][:, 0].sum())
     by_hand = float(np.sort(val["score"][:, 0])[::-1][n_pos - 1])  # the cp-th largest val score
@@ -241,11 +268,11 @@ def test_threshold_and_ap_match_an_independent_recomputation(evaluated, p80_run)
     assert head["test"]["accuracy"] == pytest.approx(accuracy)
 
 
-def test_eval_logs_to_the_training_runs_wandb_group(evaluated, p80_run):
+def test_eval_logs_to_the_training_runs_wandb_group(evaluated, p100_run):
     out, metrics, _ = evaluated
     (path,) = find_runs(out)
     record = read_run(path)
-    train_group = json.loads((p80_run / "metrics.json").read_text())["wandb"]["group"]
+    train_group = json.loads((p100_run / "metrics.json").read_text())["wandb"]["group"]
     assert record["job_type"] == "eval" and record["group"] == train_group
     logged = {k: v for step in record["history"] for k, v in step.items()}  # media keys come flattened
     assert logged["eval/metrics/_type"] == "table-file" and logged["eval/metrics/nrows"] == 1
@@ -261,11 +288,11 @@ def test_cli_without_a_run_says_what_to_pass(tmp_path):
     assert "run=<training run dir>" in result.stderr + result.stdout
 
 
-def test_ckpt_finds_its_config_and_evaluates(p80_run, tmp_path):
+def test_ckpt_finds_its_config_and_evaluates(p100_run, tmp_path):
     from facebias.evaluation.task import evaluate_run
 
-    run = locate_run(ckpt=str(p80_run / "checkpoints" / "last.ckpt"))
-    assert run.run_dir == p80_run.resolve() and run.checkpoint.name == "last.ckpt"
+    run = locate_run(ckpt=str(p100_run / "checkpoints" / "last.ckpt"))
+    assert run.run_dir == p100_run.resolve() and run.checkpoint.name == "last.ckpt"
     cfg = compose(["logger=none", "n_bootstrap=0", "plots=false", f"paths.root_dir={tmp_path}"], "evaluate")
     metrics = evaluate_run(run, cfg, tmp_path / "out")
     assert metrics["source"]["checkpoint"].endswith("last.ckpt") and "AP_median" not in metrics["heads"]["Male"]["test"]

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose
-from test_evaluate import run_script
+from conftest import compose
+from test_evaluate import run_script, shared_sweep
 
 from facebias.evaluation.plots import sweep_plot
 from facebias.evaluation.runs import RunNotFoundError
@@ -53,11 +53,8 @@ def test_runs_that_cannot_be_evaluated_are_named(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, data_dir) -> Path:
-    root = tmp_path_factory.mktemp("sweep")
-    run_script("train.py", "-m", "+experiment=p50,p100", *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}")
-    (sweep,) = (root / "multirun" / "train").iterdir()
-    return sweep
+def sweep_dir(data_dir) -> Path:
+    return shared_sweep(data_dir)  # P=50 and P=100, trained once per session
 
 
 @pytest.fixture(scope="module")

@@ -6,3 +6,6 @@ from omegaconf import OmegaConf
 
 # A sweep dir named only by the second it started collides with another sweep started in the same second.
 OmegaConf.register_new_resolver("facebias.pid", lambda: str(os.getpid()), replace=True, use_cache=True)
+# ${oc.select:key,default} keeps a null value; run-dir names want the default then.
+OmegaConf.register_new_resolver("facebias.or", lambda value, default: default if value is None else value,
+                                replace=True)

@@ -38,11 +38,6 @@ class TrainedRun:
         return (self.train_metrics or {}).get("data") or {}
 
     @property
-    def protected(self) -> str | None:
-        data = self.config.data
-        return data.get("protected") or data.get("concept") or ("Male" if "Male" not in self.targets else None)
-
-    @property
     def concept(self) -> str | None:
         return self.config.data.get("concept")
 

@@ -25,9 +25,11 @@ LEADING_COLUMNS = ("family", "P", "attribute", "experiment", "train_seed")
 
 
 def find_training_runs(root: Path) -> list[Path]:
-    """Dirs written by train.py under root: config.yaml beside a checkpoints/ dir."""
+    """Dirs written by train.py under root: config.yaml beside checkpoints/ or train.log (a run that died early
+    is found too, and reported as skipped, rather than silently missing from the table)."""
     return sorted(p.parent for p in root.rglob("config.yaml")
-                  if (p.parent / "checkpoints").is_dir() and ".hydra" not in p.parts)
+                  if ((p.parent / "checkpoints").is_dir() or (p.parent / "train.log").is_file())
+                  and ".hydra" not in p.parts)
 
 
 def find_evaluations(root: Path) -> list[tuple[Path, dict[str, Any]]]:

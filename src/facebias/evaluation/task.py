@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from facebias.evaluation.runs import TrainedRun, build_datamodule, load_model, locate_run
 
 SPLITS = ("val", "test")
-DATA_OVERRIDES = ("data_dir", "eval_batch_size", "num_workers", "progress")
+DATA_OVERRIDES = ("data_dir", "eval_batch_size", "num_workers", "progress", "protected")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -49,7 +49,8 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap={n_bootstrap!r}: use a non-negative integer (0 skips the bootstrap)")
     return {"n_bootstrap": n_bootstrap, "seed": int(cfg.get("seed", 0)),
-            "checkpoint": str(cfg.get("checkpoint", "best")), "precision": str(cfg.get("precision", "32-true"))}
+            "checkpoint": str(cfg.get("checkpoint", "best")), "precision": str(cfg.get("precision", "32-true")),
+            "protected_override": OmegaConf.select(cfg, "data.protected")}
 
 
 def collect_split_predictions(run: TrainedRun, cfg: DictConfig) -> tuple[Any, dict[str, dict[str, np.ndarray]]]:
@@ -77,21 +78,27 @@ def analyse(run: TrainedRun, datamodule, predictions: dict[str, dict[str, np.nda
             seed: int) -> dict[str, Any]:
     """Every number of the evaluation, from the predictions (no model needed)."""
     from facebias.evaluation.attributes import CATEGORY_PROTECTED, category_averages
-    from facebias.evaluation.heads import evaluate_heads
+    from facebias.evaluation.heads import EvaluationInputError, evaluate_heads
 
+    protected = datamodule.protected  # the data module's rule: data.protected, else the concept, else Male
+    if protected is None:
+        raise EvaluationInputError(
+            f"{run.run_dir}: the run has no protected attribute (data.protected and data.concept are null and "
+            f"Male is a target: {run.targets}); the fairness metrics compare two groups: pass "
+            "data.protected=<attribute> to evaluate.py")
     train = datamodule.dataset("train")
     has_concept = run.concept is not None
-    cell_key, cell_by = ("concept", run.concept) if has_concept else ("protected", run.protected)
+    cell_key, cell_by = ("concept", run.concept) if has_concept else ("protected", protected)
     train_cells = train.concept if has_concept else train.protected
     heads = evaluate_heads(run.targets, predictions["val"], predictions["test"], train.targets, train_cells,
-                           cell_key, n_bootstrap, seed, run.protected)
-    result: dict[str, Any] = {"cell_by": cell_by, "heads": heads, "categories": None}
-    if run.protected == CATEGORY_PROTECTED:
+                           cell_key, n_bootstrap, seed, protected)
+    result: dict[str, Any] = {"protected": protected, "cell_by": cell_by, "heads": heads, "categories": None}
+    if protected == CATEGORY_PROTECTED:
         result["categories"] = category_averages({name: head["test"] for name, head in heads.items()})
     else:
         result["category_note"] = (f"attribute categories (inconsistently labelled, gender-dependent, "
                                    f"gender-independent) are defined for protected {CATEGORY_PROTECTED}, "
-                                   f"not {run.protected}")
+                                   f"not {protected}")
     return result
 
 
@@ -114,7 +121,7 @@ def write_outputs(out: Path, run: TrainedRun, result: dict[str, Any],
     images: dict[str, Path] = {}
     if plots:
         test = predictions["test"]
-        protected_name = str(run.protected)
+        protected_name = str(result["protected"])
         for j, name in enumerate(run.targets):
             scores, targets = test["score"][:, j], test["target"][:, j].astype(int)
             threshold = result["heads"][name]["threshold"]
@@ -144,7 +151,7 @@ def evaluate_run(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, Any]:
         "source": {"run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint),
                    "checkpoint_mtime": checkpoint_stat.st_mtime, "checkpoint_size": checkpoint_stat.st_size},
         "experiment": run.experiment, "family": run.family, "P": run.p, "concept": run.concept,
-        "protected": run.protected, "targets": run.targets, "train_seed": run.config.get("seed"),
+        "targets": run.targets, "train_seed": run.config.get("seed"),
         "settings": {**settings, "threshold": "calibrated on val per head (cp-th largest val score; s > thr)"},
         "data": datamodule.describe(),
         **result,

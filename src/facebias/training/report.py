@@ -69,8 +69,8 @@ def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str |
     if cells:
         console.print("test accuracy per cell: " + ", ".join(
             f"{k} {100 * v['accuracy']:.1f}% (n={v['count']})" for k, v in cells.items() if isinstance(v, dict)))
-    console.print(f"data: {metrics['data']['summary']}")
-    console.print(f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)")
-    console.print(f"best checkpoint: {metrics.get('best_checkpoint')}")
+    console.print(f"data: {metrics['data']['summary']}", soft_wrap=True)
+    console.print(f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)", soft_wrap=True)
+    console.print(f"best checkpoint: {metrics.get('best_checkpoint')}", soft_wrap=True)
     if sync_command:
-        console.print(f"W&B ran offline; upload with: {sync_command}")
+        console.print(f"W&B ran offline; upload with: {sync_command}", soft_wrap=True)

@@ -110,7 +110,12 @@ def render(z: torch.Tensor, model: LatentModel | None = None, with_masks: bool =
     if not torch.isfinite(z).all():
         raise ValueError("render: z contains NaN or infinite values")
     z = z.to(torch.float32)
-    parts = [_render_chunk(z[i : i + CHUNK], model, with_masks) for i in range(0, z.shape[0], CHUNK)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tensors are cache-sized: threads only add contention (10x slower under load)
+    try:
+        parts = [_render_chunk(z[i : i + CHUNK], model, with_masks) for i in range(0, z.shape[0], CHUNK)]
+    finally:
+        torch.set_num_threads(threads)
     if not parts:
         empty_masks = torch.zeros(0, len(LOCAL_CONCEPTS), H, W, dtype=torch.bool) if with_masks else None
         return RenderOutput(
@@ -172,7 +177,7 @@ def face_parameters(z: torch.Tensor, model: LatentModel) -> dict[str, torch.Tens
     squint = 1.0 - 0.12 * on("Smiling")
     p["eye_open"] = (3.7 - 0.3 * mc + 0.3 * s(ax("light_y") - ax("eye_colour"))) * squint
     p["lid"] = 1.2 - 0.45 * mc
-    p["brow_t"] = 2.4 + 1.2 * mc
+    p["brow_t"] = 3.0 + 1.1 * mc
     p["brow_y"] = -10.5 + 1.2 * mc
     p["brow_arch"] = 0.012 - 0.007 * mc
     # nose and mouth
