@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_dissect.py --n 5000 --layers layer4
     .venv/bin/python bench/bench_dissect.py --n 5000 --layers layer4 layer3 --source synthfaces
 
-Faces: random images with Face Dictionary masks from random plausible landmarks (default), or
-SynthFaces renders (``--source synthfaces``, slow to render: the render time is reported apart).
+Faces: SynthFaces renders when the package is there (``--source auto``, the default; the render
+time is reported apart), or random images with Face Dictionary masks from random plausible
+landmarks (``--source random``).
 The model is torchvision's resnet18 with random weights (no download). Dictionary masks are drawn
 before timing; both timed runs see the same pre-built batches. Target: dissect <= 2x forward.
 """
@@ -12,6 +13,7 @@ before timing; both timed runs see the same pre-built batches. Target: dissect <
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import time
@@ -66,13 +68,20 @@ def main() -> None:
     parser.add_argument("--mask-size", type=int, default=56)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--layers", nargs="+", default=["layer4"])
-    parser.add_argument("--source", choices=["random", "synthfaces"], default="random")
+    parser.add_argument(
+        "--source",
+        choices=["auto", "random", "synthfaces"],
+        default="auto",
+        help="auto: SynthFaces when facebias.data.synthfaces imports, else random images",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-cache", action="store_true", help="force the second pass to re-run the model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="alternate forward/dissect runs, keep the best")
     args = parser.parse_args()
 
+    if args.source == "auto":
+        args.source = "synthfaces" if importlib.util.find_spec("facebias.data.synthfaces") else "random"
     make = synthfaces_faces if args.source == "synthfaces" else random_faces
     images, landmarks, attrs = make(args.n, args.size, args.seed)
     start = time.perf_counter()

@@ -5,7 +5,7 @@ Male while Eyeglasses and grayscale-vs-colour are near perfect (>= 98 %). This s
 with a real training run on the generated JPEGs: 64x64 inputs from the reference face crop
 (rows 57..185, cols 25..153), a four-block CNN in plain torch, training sets balanced on the label.
 
-    .venv/bin/python bench/synthfaces_learnability.py --n-faces 24000 --epochs 6
+    .venv/bin/python bench/synthfaces_learnability.py --n-faces 24000 --epochs 5
 
 Prints one line per task and a final JSON summary; exits 1 if a figure is outside its band.
 """
@@ -53,12 +53,15 @@ def load_crops(root: Path, names: list[str], size: int) -> torch.Tensor:
 
 
 def small_cnn() -> nn.Module:
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                             nn.MaxPool2d(2))  # fmt: skip
+    """Five conv-BN-ReLU layers (stride-2 stem), global pooling, one logit: ~15 M MACs at 64x64."""
 
-    return nn.Sequential(block(3, 32), block(32, 64), block(64, 96), block(96, 128),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 1))  # fmt: skip
+    def cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    return nn.Sequential(
+        *cbr(3, 24, 2), *cbr(24, 32), nn.MaxPool2d(2), *cbr(32, 64), nn.MaxPool2d(2), *cbr(64, 128),
+        nn.MaxPool2d(2), *cbr(128, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 1),
+    )  # fmt: skip
 
 
 def balanced(idx: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -79,7 +82,7 @@ def run_task(name: str, images: torch.Tensor, y: np.ndarray, split: np.ndarray, 
     torch.manual_seed(seed)
     train = balanced(np.flatnonzero(split == 0), y, rng)
     test = balanced(np.flatnonzero(split == 2), y, rng)
-    model = small_cnn()
+    model = small_cnn().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * ((len(train) + 127) // 128)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
@@ -94,7 +97,7 @@ def run_task(name: str, images: torch.Tensor, y: np.ndarray, split: np.ndarray, 
         if augment:
             flip = torch.rand(len(idx)) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return (x - 0.5) / 0.25
+        return ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
 
     t0 = time.perf_counter()
     for epoch in range(epochs):
@@ -129,12 +132,14 @@ def main() -> int:
     ap.add_argument("--data-dir", default="data", help="where SynthFaces is generated/cached")
     ap.add_argument("--n-faces", type=int, default=24000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=5, help="epochs for Male")
+    ap.add_argument("--easy-epochs", type=int, default=2, help="epochs for Eyeglasses and grayscale")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--tasks", default="Male,Eyeglasses,grayscale")
     ap.add_argument("--male-cue-angle", type=float, default=None, help="override the renderer option")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     options = {} if args.male_cue_angle is None else {"male_cue_angle": args.male_cue_angle}
     t0 = time.perf_counter()
     root = generate(args.data_dir, n_faces=args.n_faces, seed=args.seed, **options)
@@ -145,9 +150,10 @@ def main() -> int:
     for task in args.tasks.split(","):
         if task == "grayscale":
             gray = np.random.default_rng(args.seed + 1).random(len(names)) < 0.5
-            results[task] = run_task(task, images, gray.astype(np.int64), split, max(1, args.epochs // 3), args.seed, gray)
+            results[task] = run_task(task, images, gray.astype(np.int64), split, args.easy_epochs, args.seed, gray)
         else:
-            results[task] = run_task(task, images, attrs[:, attr_names.index(task)], split, args.epochs, args.seed)
+            epochs = args.epochs if task == "Male" else args.easy_epochs
+            results[task] = run_task(task, images, attrs[:, attr_names.index(task)], split, epochs, args.seed)
     ok = all(BANDS[k][0] <= v <= BANDS[k][1] for k, v in results.items() if k in BANDS)
     print(json.dumps({"root": str(root), "epochs": args.epochs, "accuracy": results, "within_bands": ok}))
     return 0 if ok else 1

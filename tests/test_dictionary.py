@@ -174,7 +174,6 @@ def test_score_against_exact_is_one_for_the_dictionary_itself_and_drops_when_shi
     assert shifted["eyes"] < 0.6 and shifted["forehead"] > shifted["eyes"]
 
 
-@pytest.mark.slow  # rendering SynthFaces with masks takes seconds
 def test_synthfaces_exact_masks_agree_with_the_landmark_ellipses():
     synthfaces = pytest.importorskip("facebias.data.synthfaces")
     faces = synthfaces.render(synthfaces.sample_latents(16, seed=0))

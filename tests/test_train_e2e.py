@@ -17,9 +17,11 @@ from wandb_records import find_runs, read_run
 
 def run_train(root: Path, data_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 300):
     flags = [o for o in overrides if o.startswith("-")]  # Hydra wants -m before the overrides
-    cmd = [sys.executable, "train.py", *flags, *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}",
+    # launched from `root`, as a user would from their project dir: outputs land under the launch dir
+    cmd = [sys.executable, str(REPO / "train.py"), *flags, *TINY, f"paths.data_dir={data_dir}",
            *(o for o in overrides if not o.startswith("-"))]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    root.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
                             env={**os.environ, **(env or {})})
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
@@ -77,7 +79,7 @@ def test_multirun_gives_one_wandb_run_per_job(tmp_path, data_dir):
     env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_dir"), "WANDB_SILENT": "true"}
     result = run_train(tmp_path, data_dir, "-m", "+experiment=p50,p100", "logger=wandb",
                        "logger.wandb.log_images=true", env=env)
-    runs = find_runs(tmp_path)
+    runs = find_runs(tmp_path / "multirun")
     assert len(runs) == 2, result.stdout[-2000:]
     records = [read_run(path) for path in runs]
     assert {r["job_type"] for r in records} == {"train"}

@@ -37,6 +37,15 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() and trainer_cfg.accelerator != "cpu" else "32-true"
 
 
+def quiet_known_warnings() -> None:
+    """Silence warnings that are expected by design (they would bury the summary)."""
+    import warnings
+
+    # the model, not the datamodule, turns uint8 batches into input (so predict/evaluate/dissect share it)
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Fail on a bad option before any data is generated, cached or trained on."""
     from facebias.data.bias import GRAYSCALE, validate_p
@@ -75,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from facebias.training.report import log_bias_grid, log_test_table, print_summary
 
     check_config(cfg)
+    quiet_known_warnings()
     started = time.time()
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)

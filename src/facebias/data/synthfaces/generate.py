@@ -163,12 +163,12 @@ def _build(tmp: Path, config: dict, key: str, workers: int, progress: bool) -> N
     split[:n_train] = 0
     split[n_train : n_train + n_val] = 1
 
-    attr_rows = (name + "".join(f"{v:>3d}" for v in row) for name, row in zip(names, np.where(attrs, 1, -1)))
+    attr_rows = (name + "".join(f"{v:>3d}" for v in row) for name, row in zip(names, np.where(attrs, 1, -1), strict=True))
     _write_lines(tmp / "list_attr_celeba.txt", [str(n), " ".join(model.attribute_names) + " ", *attr_rows])
     columns = [f"{lm}_{c}" for lm in LANDMARK_NAMES for c in ("x", "y")]
-    lm_rows = (name + "".join(f"{v:>6d}" for v in row) for name, row in zip(names, landmarks.reshape(n, 10)))
+    lm_rows = (name + "".join(f"{v:>6d}" for v in row) for name, row in zip(names, landmarks.reshape(n, 10), strict=True))
     _write_lines(tmp / "list_landmarks_align_celeba.txt", [str(n), " ".join(columns), *lm_rows])
-    _write_lines(tmp / "list_eval_partition.txt", [f"{name} {s}" for name, s in zip(names, split)])
+    _write_lines(tmp / "list_eval_partition.txt", [f"{name} {s}" for name, s in zip(names, split, strict=True)])
     _write_lines(tmp / "identity_CelebA.txt", [f"{name} {i + 1}" for i, name in enumerate(names)])
     np.save(tmp / "latents.npy", z.numpy())
     meta = {
@@ -177,7 +177,7 @@ def _build(tmp: Path, config: dict, key: str, workers: int, progress: bool) -> N
         "attribute_names": list(model.attribute_names),
         "local_concepts": list(LOCAL_CONCEPTS),
         "latent_model": model.to_json(),
-        "attribute_rates": {a: float(r) for a, r in zip(model.attribute_names, attrs.mean(axis=0))},
+        "attribute_rates": {a: float(r) for a, r in zip(model.attribute_names, attrs.mean(axis=0), strict=True)},
         "split_sizes": {"train": n_train, "val": n_val, "test": n - n_train - n_val},
         "masks": "not stored; facebias.data.synthfaces.load_masks re-renders them exactly from latents.npy",
     }

@@ -88,7 +88,7 @@ RATE_OF_ATTRIBUTE = {
 # Angle between the Male direction and the direction that drives the continuous masculinity cues
 # (jaw, brow weight, face width, hair length, eye make-up). 0 would make them a perfect cue; this
 # value was tuned with bench/synthfaces_learnability.py so a small CNN reaches ~85-93 % on Male.
-DEFAULT_MALE_CUE_ANGLE = 50.0
+DEFAULT_MALE_CUE_ANGLE = 45.0
 
 
 def softsign(x: torch.Tensor) -> torch.Tensor:

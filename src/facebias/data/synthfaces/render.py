@@ -161,7 +161,7 @@ def face_parameters(z: torch.Tensor, model: LatentModel) -> dict[str, torch.Tens
     p["oy"] = ORIGIN_Y + MAX_SHIFT * s(ax("pose_y"))
     build = s(ax("build"))
     p["face_w"] = 42.0 + 3.2 * mc + 1.5 * build
-    p["face_cy"] = 14.0 + 0.0 * mc
+    p["face_cy"] = torch.full_like(mc, 14.0)
     p["face_top"] = 70.0 + 1.0 * build
     p["face_low"] = 58.0 + 2.0 * mc + 1.0 * s(ax("build") - ax("scale"))
     p["jaw"] = 0.45 + 0.4 * mc
@@ -466,7 +466,7 @@ def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> Rend
     u, v = cv.uv("eyes")
     ft = f["frame_t"]
     lens_d = [sh.rounded(u, v, side * es, 1.0, f["lens_a"], f["lens_b"], f["frame_sq"]) for side in (-1.0, 1.0)]
-    lens = sh.union(cov(lens_d[0] + ft * 0.5), cov(lens_d[1] + ft * 0.5))
+    lens = sh.union(cov(lens_d[0] - ft * 0.5), cov(lens_d[1] - ft * 0.5))
     frame = sh.union(sh.ring(lens_d[0], ft), sh.ring(lens_d[1], ft))
     bridge = sh.ring(v - (-2.0 + 0.03 * (u * u)), ft) * cov(torch.abs(u) - (es - f["lens_a"] + 1.0))
     temples = sh.ring(v + 2.0, ft * 0.9) * cov(es + f["lens_a"] - 1.0 - torch.abs(u)) * cov(
