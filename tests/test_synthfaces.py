@@ -313,7 +313,7 @@ def test_stored_jpegs_are_the_rendered_pictures(small_set: Path) -> None:
     out = render(z[:4], with_masks=False)
     for i in range(4):
         with Image.open(small_set / "img_align_celeba" / f"{i + 1:06d}.jpg") as im:
-            arr = torch.from_numpy(np.asarray(im.convert("RGB")))
+            arr = torch.from_numpy(np.array(im.convert("RGB")))
         assert (arr.float() - out.images[i].float()).abs().mean() < 3.0  # JPEG q90 error only
 
 

@@ -105,3 +105,14 @@ def test_p100_model_is_more_biased_than_p50(tmp_path, data_dir):
         gaps[p] = json.loads((run_dir / "metrics.json").read_text())["test_gap"]["gap"]
     assert gaps[100] > 0.3, gaps  # measured: 0.91 at P=100, -0.03 at P=50 (8 epochs)
     assert gaps[100] > gaps[50] + 0.25, gaps
+
+
+def test_same_seed_gives_identical_weights_on_cpu(fitted, tmp_path, data_dir):
+    run_dir, _ = fitted
+    run_train(tmp_path, data_dir, "+experiment=p80", "trainer.max_epochs=2")
+    (again,) = run_dirs(tmp_path)
+    first = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    second = torch.load(again / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert first["state_dict"].keys() == second["state_dict"].keys()
+    for key, value in first["state_dict"].items():
+        assert torch.equal(value, second["state_dict"][key]), key

@@ -144,8 +144,11 @@ def patch_figure(path: Path, detectors: Sequence[Mapping[str, Any]], patches: Se
 # ------------------------------------------------------------------------------------------------------ HTML
 
 def _cell(value: Any) -> str:
+    """Floats to 3 decimals without trailing zeros (NaN: empty), everything else escaped."""
     if isinstance(value, float):
-        return "" if not np.isfinite(value) else f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:g}"
+        if not np.isfinite(value):
+            return ""
+        return f"{value:.3f}".rstrip("0").rstrip(".")
     return html.escape("" if value is None else str(value))
 
 
@@ -222,7 +225,7 @@ def log_wandb(run, tables: Mapping[str, list[dict[str, Any]]], images: Mapping[s
     from facebias.evaluation.wandb_log import log_evaluation
 
     log_evaluation(run, {f"dissect/{name}": rows for name, rows in tables.items()},
-                   {f"dissect/{name}": path for name, path in images.items()}, summary)
+                   {f"dissect/plots/{name}": path for name, path in images.items()}, summary)
     if report is not None and report.is_file():
         import wandb
 

@@ -231,7 +231,7 @@ def dissect_sweep(cfg: DictConfig, out: Path) -> dict[str, Any]:
         headline = {f"dissect_sweep/rho/{c['family']}/{c['measure']}": c["rho"] for c in correlations
                     if c["layer"] == ALL_LAYERS and c["seed_measure"]}
         log_wandb(run, {"sweep": [{c: r.get(c) for c in ROW_COLUMNS} for r in rows], "spearman": correlations},
-                  {f"sweep_{k}": p for k, p in images.items()}, None, headline)
+                  {f"sweep/{k}": p for k, p in images.items()}, None, headline)
     finally:
         sync_command = finish_wandb()
     print_sweep(out, summary, sync_command)

@@ -41,17 +41,20 @@ def dissect_task(cfg: DictConfig) -> dict[str, Any]:
     analysis = cfg.get("analysis")
     if analysis not in ANALYSES:
         raise ValueError(f"analysis={analysis!r}: use one of {', '.join(ANALYSES)}")
-    out = output_dir()
     if analysis == "sweep":
         if cfg.get("run") or cfg.get("ckpt"):
             raise ValueError("analysis=sweep reads sweep=<multirun dir> (or a list of them), not run=/ckpt=")
         from facebias.dissect.sweep import dissect_sweep
 
-        return dissect_sweep(cfg, out)
+        return dissect_sweep(cfg, output_dir())
     if cfg.get("sweep"):
         raise ValueError(f"sweep= is read by analysis=sweep, but analysis={analysis}: add analysis=sweep "
                          "(or drop sweep= and name one run with run=)")
+    if cfg.get("run") is None and cfg.get("ckpt") is None:
+        raise ValueError("name what to dissect: run=<training run dir> (outputs/train/...) or ckpt=<checkpoint "
+                         "file>; for P sweeps: analysis=sweep sweep=<multirun/train/...>")
     run = locate_run(cfg.get("run"), cfg.get("ckpt"), cfg.get("checkpoint", "best"), search=search_dirs(cfg))
+    out = output_dir()
     if analysis == "layers":
         return describe_layers(run, cfg, out)
     return dissect_run(run, cfg, out)
@@ -173,15 +176,15 @@ def describe_layers(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, An
     image_size = int(run.config.data.image_size)
     shapes, maps = feature_map_layers(net, image_size)
     blocks = default_blocks(net, maps)
-    rows = [{"layer": name, "shape": list(shape), "feature_map": name in maps, "default": name in blocks}
-            for name, shape in shapes.items()]
+    rows = [{"layer": name, "shape": list(shape[1:]), "feature_map": name in maps, "default": name in blocks}
+            for name, shape in shapes.items()]  # shape per image: (units, h, w) for a feature map
     out.mkdir(parents=True, exist_ok=True)
     summary = {"job": "dissect-layers", "run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint),
                "network": type(net).__name__, "image_size": image_size, "default_layers": blocks, "layers": rows}
     write_json_atomic(out / "layers.json", summary)
     console = Console()
-    console.print(f"layers of {type(net).__name__} ({run.run_dir.name}) at {image_size} px; "
-                  "* = dissected by default, - = not a feature map")
+    console.print(f"layers of {type(net).__name__} ({run.run_dir.name}) at {image_size} px, output per image "
+                  "(units, h, w); * = dissected by default, - = not a feature map")
     for row in rows:
         mark = "*" if row["default"] else (" " if row["feature_map"] else "-")
         console.print(f" {mark} {row['layer']:<28} {tuple(row['shape'])}", highlight=False)
@@ -324,7 +327,7 @@ def layer_summaries(result, maps: dict[str, tuple], bias_threshold: float) -> di
 def dissect_run(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Dissect one trained run into ``out``; returns what dissect.json holds."""
     from facebias.dissect import report
-    from facebias.dissect.patches import strongest_detectors, top_patches
+    from facebias.dissect.patches import UnitMaxima, strongest_detectors, top_patches
     from facebias.dissect.units import DictionaryBatches, dissect
     from facebias.evaluation.tables import json_safe
     from facebias.evaluation.wandb_log import start_run
@@ -340,18 +343,20 @@ def dissect_run(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, Any]:
     device = resolve_device(cfg.get("device", "auto"))
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule = build_datamodule(run, {key: OmegaConf.select(cfg, f"data.{key}") for key in DATA_OVERRIDES})
     model = load_model(run)
     net = network_of(model)
-    image_size = int(datamodule.image_size)
-    layers, maps = resolve_layers(net, settings["layers"], image_size)
+    image_size = int(run.config.data.image_size)
+    layers, maps = resolve_layers(net, settings["layers"], image_size)  # a wrong name fails before the data loads
+    datamodule = build_datamodule(run, {key: OmegaConf.select(cfg, f"data.{key}") for key in DATA_OVERRIDES})
     faces = select_faces(datamodule, model, settings["split"], settings["max_images"], settings["seed"], batch_size)
     mask_size = settings["mask_size"] or image_size
     options = dictionary_options(settings, mask_size, available_concepts(datamodule.table, settings["concepts"]))
     dictionary = build_dictionary(datamodule, faces, options)
-    result = dissect(net, layers, DictionaryBatches(faces.inputs, dictionary, batch_size),
-                     quantile=settings["quantile"], iou_threshold=settings["iou_threshold"], device=device,
-                     cache_bytes=int(cfg.get("cache_bytes", 1 << 30)))
+    maxima = UnitMaxima(net, layers, len(faces))  # filled by the dissection's pass, read by the patches
+    with maxima.attached():
+        result = dissect(net, layers, DictionaryBatches(faces.inputs, dictionary, batch_size),
+                         quantile=settings["quantile"], iou_threshold=settings["iou_threshold"], device=device,
+                         cache_bytes=int(cfg.get("cache_bytes", 1 << 30)))
     quality = dictionary_quality(datamodule.table, faces.rows, options, min(exact_images, len(faces)))
     strongest = strongest_detectors(result, top_detectors)
 
@@ -361,7 +366,7 @@ def dissect_run(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, Any]:
     if cfg.get("plots", True):
         images = report.write_plots(out, tables, settings["bias_threshold"])
         if strongest:
-            patches = top_patches(net, faces.inputs, strongest, top_images, batch_size, device)
+            patches = top_patches(net, faces.inputs, strongest, top_images, batch_size, device, maxima)
             images["top_patches"] = report.patch_figure(out / "plots" / "top_patches.png", strongest, patches,
                                                         faces.pixels)
     checkpoint_stat = run.checkpoint.stat()

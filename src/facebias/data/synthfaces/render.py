@@ -64,7 +64,7 @@ WIN = {
     "eyes": _window(-52, 52, -22, 16),  # eyes, brows, glasses
     "nose": _window(-12, 12, -2, 32),
     "mouth": _window(-26, 26, 22, 60),  # lips, teeth, lipstick, moustache
-    "crease": _window(-22, 22, -42, -26),  # forehead wrinkles
+    "crease": _window(-24, 24, -44, -24),  # forehead wrinkles
     "top": _window(-82, 82, -120, -2),  # front hair, bangs, hat
     "body": _window(-110, 110, 36, 150),  # neck, clothes
 }
@@ -198,7 +198,7 @@ def face_parameters(z: torch.Tensor, model: LatentModel) -> dict[str, torch.Tens
     p["neck_w"] = 17.0 + 3.0 * mc
     # accessories
     p["frame_sq"] = 0.5 + 0.5 * s(ax("frame_style"))
-    p["frame_t"] = 2.4 + 0.6 * s(ax("frame_style") + ax("lens_tint"))
+    p["frame_t"] = 3.4 + 0.5 * s(ax("frame_style") + ax("lens_tint"))
     p["lens_a"] = 12.5 + 1.0 * s(ax("frame_style") - ax("accessory_colour"))
     p["lens_b"] = 9.5 + 1.0 * s(ax("lens_tint") - ax("frame_style"))
     p["sunglasses"] = (ax("lens_tint") > 1.0).to(torch.float64)
@@ -254,9 +254,8 @@ class _Canvas:
 
     def paint(self, win: str, alpha: torch.Tensor, colour: torch.Tensor) -> None:
         r0, r1, c0, c1 = WIN[win]
-        region = self.img[:, :, r0:r1, c0:c1]
-        a = alpha[:, None]
-        self.img[:, :, r0:r1, c0:c1] = region + a * (colour - region)
+        region = self.img[:, :, r0:r1, c0:c1]  # a view: blended in place
+        region.add_(alpha[:, None] * (colour - region))
 
 
 def _tex(tex: torch.Tensor, win: str) -> torch.Tensor:
@@ -272,18 +271,26 @@ def _embed(win: str, alpha: torch.Tensor) -> torch.Tensor:
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear 2x upsampling of the last two dims (half-pixel centres, edges clamped), from exact ops."""
+    """Bilinear 2x upsampling of the last two dims (half-pixel centres, edges clamped), from exact ops.
+
+    Equals F.interpolate(scale_factor=2, mode="bilinear", align_corners=False) up to rounding, but
+    every output value is computed the same way wherever it sits in the batch.
+    """
     for dim in (-2, -1):
         n = x.shape[dim]
-        prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
-        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
         main = x * 0.75
-        even = main + prev * 0.25
-        odd = main + nxt * 0.25
-        # interleave: (..., n, 2, w) -> (..., 2n, w) for rows, (..., h, n, 2) -> (..., h, 2n) for columns
-        x = torch.stack([even, odd], dim=dim).flatten(dim - 1, dim) if dim == -2 else torch.stack(
-            [even, odd], dim=-1
-        ).flatten(-2, -1)
+        quarter = x * 0.25
+        shape = list(x.shape)
+        shape[dim] = 2 * n
+        out = torch.empty(shape, dtype=x.dtype)
+        even = out.narrow(dim, 0, 2 * n - 1)[(slice(None),) * (out.ndim + dim) + (slice(None, None, 2),)]
+        odd = out.narrow(dim, 1, 2 * n - 1)[(slice(None),) * (out.ndim + dim) + (slice(None, None, 2),)]
+        # even output 2i mixes input i with i - 1, odd output 2i + 1 with i + 1 (the edge with itself)
+        even.narrow(dim, 1, n - 1).copy_(main.narrow(dim, 1, n - 1) + quarter.narrow(dim, 0, n - 1))
+        even.narrow(dim, 0, 1).copy_(main.narrow(dim, 0, 1) + quarter.narrow(dim, 0, 1))
+        odd.narrow(dim, 0, n - 1).copy_(main.narrow(dim, 0, n - 1) + quarter.narrow(dim, 1, n - 1))
+        odd.narrow(dim, n - 1, 1).copy_(main.narrow(dim, n - 1, 1) + quarter.narrow(dim, n - 1, 1))
+        x = out
     return x
 
 
@@ -469,7 +476,7 @@ def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> Rend
     lens = sh.union(cov(lens_d[0] - ft * 0.5), cov(lens_d[1] - ft * 0.5))
     frame = sh.union(sh.ring(lens_d[0], ft), sh.ring(lens_d[1], ft))
     bridge = sh.ring(v - (-2.0 + 0.03 * (u * u)), ft) * cov(torch.abs(u) - (es - f["lens_a"] + 1.0))
-    temples = sh.ring(v + 2.0, ft * 0.9) * cov(es + f["lens_a"] - 1.0 - torch.abs(u)) * cov(
+    temples = sh.ring(v + 2.0, ft) * cov(es + f["lens_a"] - 1.0 - torch.abs(u)) * cov(
         torch.abs(u) - (f["face_w"] + 1.0)
     )
     on_g = f["on_Eyeglasses"]
@@ -490,8 +497,8 @@ def _render_chunk(z: torch.Tensor, model: LatentModel, with_masks: bool) -> Rend
     light = (f["bright"][:, None] + f["light_x"][:, None] * ((xs - 88.0) / 89.0)) + f["light_y"][:, None] * (
         (ys - 109.0) / 109.0
     )
-    img = upsample2(torch.clamp(cv.img * light, 0.0, 1.0)) * 255.0
-    images = torch.round(img).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    img = upsample2(torch.clamp(cv.img * light, 0.0, 1.0) * 255.0)
+    images = (img + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # round half up (values >= 0)
 
     out_masks = None
     if with_masks:
