@@ -369,13 +369,9 @@ def dissect_run(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, Any]:
             patches = top_patches(net, faces.inputs, strongest, top_images, batch_size, device, maxima)
             images["top_patches"] = report.patch_figure(out / "plots" / "top_patches.png", strongest, patches,
                                                         faces.pixels)
-    checkpoint_stat = run.checkpoint.stat()
     summary: dict[str, Any] = {
         "job": "dissect",
-        "source": {"run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint),
-                   "checkpoint_mtime": checkpoint_stat.st_mtime, "checkpoint_size": checkpoint_stat.st_size},
-        "experiment": run.experiment, "family": run.family, "P": run.p, "concept": run.concept,
-        "targets": run.targets, "train_seed": run.config.get("seed"),
+        **run.provenance(),
         "settings": settings,
         "network": type(net).__name__, "image_size": image_size, "device": str(device),
         "dictionary": {"split": faces.split, "n_images": len(faces), "mask_size": mask_size,

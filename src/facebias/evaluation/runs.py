@@ -49,6 +49,16 @@ class TrainedRun:
     def family(self) -> str:
         return str(self.config.get("family") or self.concept or "unbiased")
 
+    def provenance(self) -> dict[str, Any]:
+        """Which run and checkpoint (by size and mtime) an analysis came from: the key to reuse or redo it."""
+        stat = self.checkpoint.stat()
+        return {
+            "source": {"run_dir": str(self.run_dir), "checkpoint": str(self.checkpoint),
+                       "checkpoint_mtime": stat.st_mtime, "checkpoint_size": stat.st_size},
+            "experiment": self.experiment, "family": self.family, "P": self.p, "concept": self.concept,
+            "targets": self.targets, "train_seed": self.config.get("seed"),
+        }
+
     @property
     def experiment(self) -> str:
         return str(self.config.get("exp_name") or self.run_dir.name)

@@ -145,13 +145,9 @@ def evaluate_run(run: TrainedRun, cfg: DictConfig, out: Path) -> dict[str, Any]:
     datamodule, predictions = collect_split_predictions(run, cfg)
     result = analyse(run, datamodule, predictions, settings["n_bootstrap"], settings["seed"])
     rows, images = write_outputs(out, run, result, predictions, plots=bool(cfg.get("plots", True)))
-    checkpoint_stat = run.checkpoint.stat()
     metrics: dict[str, Any] = {
         "job": "evaluate",
-        "source": {"run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint),
-                   "checkpoint_mtime": checkpoint_stat.st_mtime, "checkpoint_size": checkpoint_stat.st_size},
-        "experiment": run.experiment, "family": run.family, "P": run.p, "concept": run.concept,
-        "targets": run.targets, "train_seed": run.config.get("seed"),
+        **run.provenance(),
         "settings": {**settings, "threshold": "calibrated on val per head (cp-th largest val score; s > thr)"},
         "data": datamodule.describe(),
         **result,
