@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from facebias.concepts import ATTRIBUTE_OF_CONCEPT
-from facebias.dissect.dictionary import face_dictionary, random_landmarks
 from facebias.dissect.units import dissect
-from facebias.geometry import CROP_BOTTOM, CROP_LEFT, CROP_RIGHT, CROP_TOP
+from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT
+from facebias.faces.dictionary import face_dictionary, random_landmarks
+from facebias.faces.geometry import CROP_BOTTOM, CROP_LEFT, CROP_RIGHT, CROP_TOP
 
 
 def random_faces(n: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:

@@ -41,7 +41,7 @@ from facebias.data.celeba import (
     PARTITION_FILE,
     read_celeba,
 )
-from facebias.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH, CROP_LEFT, CROP_SIZE, CROP_TOP
+from facebias.faces.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH, CROP_LEFT, CROP_SIZE, CROP_TOP
 
 BATCH = 128
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)

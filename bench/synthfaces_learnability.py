@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from facebias.data.synthfaces import generate
-from facebias.geometry import CROP_BOTTOM, CROP_LEFT, CROP_RIGHT, CROP_TOP
+from facebias.faces.geometry import CROP_BOTTOM, CROP_LEFT, CROP_RIGHT, CROP_TOP
 
 BANDS = {"Male": (0.85, 0.93), "Eyeglasses": (0.98, 1.0), "grayscale": (0.98, 1.0)}
 

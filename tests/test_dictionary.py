@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from facebias.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPTS
-from facebias.dissect.dictionary import (
+from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPTS
+from facebias.faces.dictionary import (
     DEFAULT_CONFIDENCE,
     MIN_STD_IOD,
     chi2_radius_squared,

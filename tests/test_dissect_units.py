@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facebias.concepts import ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
-from facebias.dissect.dictionary import face_dictionary, random_landmarks
 from facebias.dissect.layers import ActivationRecorder, get_layer, layer_output_shapes, list_layers
 from facebias.dissect.nonlocal_units import GroupActivationStats, biased_units
 from facebias.dissect.units import DictionaryBatches, dissect
+from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
+from facebias.faces.dictionary import face_dictionary, random_landmarks
 
 EYEGLASSES = LOCAL_CONCEPTS.index("Eyeglasses")
 MOUTH = LOCAL_CONCEPTS.index("mouth")

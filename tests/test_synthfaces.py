@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from facebias.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPTS
 from facebias.data.synthfaces import (
     ATTRIBUTE_NAMES,
     build_model,
@@ -23,7 +22,8 @@ from facebias.data.synthfaces import (
     render,
     sample_latents,
 )
-from facebias.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH
+from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPTS
+from facebias.faces.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH
 
 N = 40
 

@@ -37,7 +37,7 @@ from filelock import FileLock
 from PIL import Image, UnidentifiedImageError
 
 from facebias.data.table import FaceTable
-from facebias.geometry import (
+from facebias.faces.geometry import (
     ALIGNED_HEIGHT,
     ALIGNED_WIDTH,
     CROP_BOTTOM,

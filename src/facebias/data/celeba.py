@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from facebias.data.table import SPLITS, FaceTable
-from facebias.geometry import LANDMARK_NAMES
+from facebias.faces.geometry import LANDMARK_NAMES
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"

@@ -17,7 +17,7 @@ import numpy as np
 
 from facebias.data.celeba import LANDMARK_COLUMNS
 from facebias.data.table import FaceTable
-from facebias.geometry import LANDMARK_NAMES
+from facebias.faces.geometry import LANDMARK_NAMES
 
 _TRUE = {"1", "+1", "true"}
 _FALSE = {"0", "-1", "false"}

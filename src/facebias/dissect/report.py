@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from facebias.concepts import LOCAL_CONCEPT_REGION, REGIONS
 from facebias.evaluation.plots import FAMILY_COLOURS, _pyplot, _save
 from facebias.evaluation.tables import write_csv
+from facebias.faces.concepts import LOCAL_CONCEPT_REGION, REGIONS
 
 REGION_COLOURS = dict(zip(REGIONS, ("tab:red", "tab:orange", "tab:pink", "tab:olive", "tab:brown", "tab:cyan",
                                     "tab:purple"), strict=True))

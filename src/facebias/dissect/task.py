@@ -257,7 +257,7 @@ def select_faces(datamodule, model: nn.Module, split: str, max_images: int | Non
 
 def available_concepts(table, requested: list[str] | None) -> tuple[str, ...]:
     """The requested local concepts, or every one whose conditioning attribute the table has."""
-    from facebias.concepts import ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
+    from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
 
     if requested is not None:
         unknown = [c for c in requested if c not in LOCAL_CONCEPTS]
@@ -280,7 +280,7 @@ def build_dictionary(datamodule, faces: DictionaryFaces, options: dict[str, Any]
     """The Face Dictionary of the faces; groups Male, Young, Pale_Skin (where the data has them) and grayscale
     (where the run planted it: the per-image flags of the split)."""
     from facebias.data.bias import GRAYSCALE
-    from facebias.dissect.dictionary import dictionary_for_table
+    from facebias.faces.dictionary import dictionary_for_table
 
     grayscale = faces.gray.astype(np.int64) if datamodule.concept == GRAYSCALE else None
     return dictionary_for_table(datamodule.table, faces.rows, grayscale=grayscale, **options)
@@ -291,7 +291,7 @@ def dictionary_quality(table, rows: np.ndarray, options: dict[str, Any], n_image
     if table.source != "synthfaces" or n_images == 0:
         return None
     from facebias.data.synthfaces import load_masks
-    from facebias.dissect.dictionary import dictionary_for_table, score_against_exact
+    from facebias.faces.dictionary import dictionary_for_table, score_against_exact
 
     subset = rows[:n_images]
     faces = np.array([int(Path(table.filenames[r]).stem) - 1 for r in subset])  # 000001.jpg is face 0

@@ -51,7 +51,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facebias.concepts import LOCAL_CONCEPT_REGION
 from facebias.dissect.layers import ActivationRecorder
 from facebias.dissect.nonlocal_units import (
     BIAS_THRESHOLD,
@@ -59,6 +58,7 @@ from facebias.dissect.nonlocal_units import (
     biased_unit_counts,
     biased_units,
 )
+from facebias.faces.concepts import LOCAL_CONCEPT_REGION
 
 DEFAULT_QUANTILE = 0.005
 DEFAULT_IOU_THRESHOLD = 0.04

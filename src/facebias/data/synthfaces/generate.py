@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facebias.concepts import LOCAL_CONCEPTS
-from facebias.geometry import LANDMARK_NAMES
+from facebias.faces.concepts import LOCAL_CONCEPTS
+from facebias.faces.geometry import LANDMARK_NAMES
 
 from .latent import DEFAULT_MALE_CUE_ANGLE, LatentModel, build_model, sample_latents
 from .render import face_parameters, landmarks_from_parameters, render

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from facebias.concepts import LOCAL_CONCEPTS
-from facebias.geometry import ALIGNED_HEIGHT as H
-from facebias.geometry import ALIGNED_WIDTH as W
+from facebias.faces.concepts import LOCAL_CONCEPTS
+from facebias.faces.geometry import ALIGNED_HEIGHT as H
+from facebias.faces.geometry import ALIGNED_WIDTH as W
 
 from . import shapes as sh
 from .latent import AXES, LatentModel, build_model, softsign

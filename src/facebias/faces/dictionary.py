@@ -45,14 +45,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from facebias.concepts import (
+from facebias.faces.concepts import (
     ATTRIBUTE_OF_CONCEPT,
     FACE_PARTS,
     LOCAL_CONCEPT_REGION,
     LOCAL_CONCEPTS,
     NONLOCAL_CONCEPTS,
 )
-from facebias.geometry import CROP_LEFT, CROP_SIZE, CROP_TOP
+from facebias.faces.geometry import CROP_LEFT, CROP_SIZE, CROP_TOP
 
 DEFAULT_CONFIDENCE = 1.0 - math.exp(-1.0)
 DEFAULT_MASK_SIZE = 56
@@ -367,7 +367,7 @@ def exact_masks_to_crop(masks: torch.Tensor, size: int) -> torch.Tensor:
     The crop is rows 57..185, cols 25..153 (128x128); it is resized by area averaging and a pixel is
     on when at least half of the area it covers is on.
     """
-    from facebias.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH, CROP_BOTTOM, CROP_RIGHT
+    from facebias.faces.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH, CROP_BOTTOM, CROP_RIGHT
 
     masks = torch.as_tensor(masks)
     if masks.ndim != 4 or masks.shape[-2:] != (ALIGNED_HEIGHT, ALIGNED_WIDTH):
