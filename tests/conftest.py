@@ -19,7 +19,7 @@ TINY = [
     "model.backbone=small_cnn",
     "trainer.max_epochs=1",
     "trainer.accelerator=cpu",
-    "callbacks.progress=none",
+    "callbacks.progress_bar=null",
     "logger=none",
 ]
 

@@ -188,7 +188,7 @@ def recompute_thresholds(run_dir: Path, layer: int, quantile: float = 0.005) -> 
     handle = model.net[layer].register_forward_hook(lambda _m, _i, output: captured.append(output))
     with torch.no_grad():
         for batch in datamodule.test_dataloader():
-            model(model.on_after_batch_transfer(batch, 0)["image"])
+            model(model.preprocess(batch)["image"])
     handle.remove()
     acts = torch.cat(captured)  # (N, U, h, w)
     values = acts.transpose(0, 1).reshape(acts.shape[1], -1)

@@ -191,7 +191,7 @@ def recompute_scores(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
         scores, targets = [], []
         with torch.no_grad():
             for batch in getattr(datamodule, f"{split}_dataloader")():
-                batch = model.on_after_batch_transfer(batch, 0)
+                batch = model.preprocess(batch)
                 scores.append(torch.sigmoid(model(batch["image"]).float()))
                 targets.append(batch["target"])
         result[split] = {"score": torch.cat(scores).numpy(), "target": torch.cat(targets).numpy().astype(int)}

@@ -6,11 +6,13 @@ import warnings
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
-from sklearn.metrics import average_precision_score, recall_score
+from sklearn.metrics import recall_score
 
 from facebias.metrics import (
+    MetricInputError,
     average_precision,
     bias_amplification,
+    bias_direction,
     calibrated_threshold,
     cell_accuracy,
     equal_opportunity_difference,
@@ -107,10 +109,22 @@ def test_average_precision_hand_computed_with_a_tie():
     assert average_precision([0.9, 0.8, 0.8, 0.3], [1, 0, 1, 0]) == pytest.approx(5 / 6)
 
 
-@pytest.mark.parametrize("decimals", [None, 1, 2])
-def test_average_precision_matches_sklearn_on_random_data(decimals):
-    scores, targets, _ = planted_data(2000, seed=3, decimals=decimals)
-    assert average_precision(scores, targets) == average_precision_score(targets, scores)
+@pytest.mark.parametrize(("scores", "targets", "expected"), [
+    # no ties: 0.9 (y1) P=1 R=1/3; 0.7 (y1) P=2/3 R=2/3; 0.5 (y1) P=3/5 R=1 -> AP = (1 + 2/3 + 3/5) / 3
+    ([0.9, 0.8, 0.7, 0.6, 0.5], [1, 0, 1, 0, 1], (1 + 2 / 3 + 3 / 5) / 3),
+    # every score tied: one threshold, P = 2/4 at R = 1 -> AP = 1/2 (not the 1 a positive-first order would give)
+    ([0.5, 0.5, 0.5, 0.5], [1, 0, 0, 1], 1 / 2),
+    # perfect ranking -> 1; worst ranking (the positive last of 3) -> P = 1/3 at R = 1
+    ([0.2, 0.9, 0.8, 0.1], [0, 1, 1, 0], 1.0),
+    ([0.9, 0.8, 0.1], [0, 0, 1], 1 / 3),
+    # tied blocks: >=0.9: TP 1 of 2 -> P 1/2, R 1/4; >=0.6: TP 3 of 5 -> P 3/5, R 3/4; >=0.2: TP 4 of 6 -> P 2/3, R 1
+    # AP = 1/4 * 1/2 + (3/4 - 1/4) * 3/5 + (1 - 3/4) * 2/3 = 1/8 + 3/10 + 1/6 = 71/120
+    ([0.9, 0.9, 0.6, 0.6, 0.6, 0.2], [1, 0, 1, 1, 0, 1], 71 / 120),
+    # a tie across the positives only changes nothing: 0.7, 0.7 both y1 -> P=1 at R=1
+    ([0.7, 0.7, 0.3], [1, 1, 0], 1.0),
+])
+def test_average_precision_hand_computed_small_arrays(scores, targets, expected):
+    assert average_precision(scores, targets) == pytest.approx(expected, rel=1e-15)
 
 
 # ---------------------------------------------------------------- DEO
@@ -169,6 +183,105 @@ def test_ba_zero_when_group_rates_equal_the_overall_rate():
     # P(y=1|g) = 1/2 = P(y=1) in both groups: sign 0, BA = 0 whatever the predictions
     targets = np.array([1, 1, 0, 0, 1, 0, 1, 0])
     assert bias_amplification(np.ones(8, int), targets, BA_PROTECTED) == 0.0
+
+
+def test_ba_direction_comes_from_the_training_split():
+    # training labels with the OPPOSITE correlation: g1 y = 1 0 0 0 0 (1/5), g0 y = 1 1 1 0 0 (3/5); P_D(y=1) = 4/10
+    # direction: g1 sign(1/5 - 2/5) = -1, g0 sign(3/5 - 2/5) = +1
+    train_targets = [1, 0, 0, 0, 0, 1, 1, 1, 0, 0]
+    train_protected = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert bias_direction(train_targets, train_protected).tolist() == [1, -1]  # [g=0, g=1]
+    # evaluated split BA_TARGETS: P(y=1|g1) = 3/4, P(y=1|g0) = 1/4; yhat = g
+    # Delta_g1 = 1 - 3/4 = +1/4, Delta_g0 = 0 - 1/4 = -1/4; BA = 1/2 * (-1 * 1/4 + 1 * -1/4) = -1/4
+    predictions = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    assert bias_amplification(predictions, BA_TARGETS, BA_PROTECTED, train_targets, train_protected) == \
+        pytest.approx(-0.25)
+    # the evaluated split's own direction (g1 +, g0 -) gives +1/4: the reference BA
+    assert bias_amplification(predictions, BA_TARGETS, BA_PROTECTED) == pytest.approx(0.25)
+    # training labels with the same direction as the test split give the same value
+    assert bias_amplification(predictions, BA_TARGETS, BA_PROTECTED, BA_TARGETS, BA_PROTECTED) == pytest.approx(0.25)
+
+
+def test_ba_is_zero_when_the_training_labels_carry_no_correlation():
+    # P_D(y=1|g) = 1/2 = P_D(y=1) in both groups: both signs 0, BA = 0 whatever the predictions
+    train_targets, train_protected = [1, 0, 1, 0, 1, 1, 0, 0], [1, 1, 0, 0, 1, 0, 1, 0]
+    assert bias_direction(train_targets, train_protected).tolist() == [0, 0]
+    assert bias_amplification([1, 1, 1, 1, 0, 0, 0, 0], BA_TARGETS, BA_PROTECTED, train_targets,
+                              train_protected) == 0.0
+    # training labels of one class only: P_D(y=1|g) = P_D(y=1) = 1, no direction either
+    assert bias_direction([1, 1, 1], [0, 1, 1]).tolist() == [0, 0]
+
+
+def concept_detector_split(m, seed):
+    """A balanced test split (m per (y, g) cell) scored by a pure concept detector: high iff g = 1, whatever y."""
+    rng = np.random.default_rng(seed)
+    targets = np.repeat([1, 1, 0, 0], m)
+    protected = np.repeat([1, 0, 1, 0], m)
+    scores = np.where(protected == 1, rng.uniform(0.6, 1.0, 4 * m), rng.uniform(0.0, 0.4, 4 * m))
+    return scores, targets, protected
+
+
+def test_p100_concept_detector_amplifies_on_a_balanced_split_while_ba_ref_is_zero():
+    # training at P = 100: every positive has the concept, no negative has it: 300 g1 (all y=1), 500 g0 (all y=0)
+    train_targets = np.array([1] * 300 + [0] * 500)
+    train_protected = np.array([1] * 300 + [0] * 500)
+    # P_D(y=1) = 300/800 = 3/8; direction g1: sign(1 - 3/8) = +1, g0: sign(0 - 3/8) = -1
+    # test: 50 per cell, yhat = [s > 0.5] = g, so P(yhat=1|g1) = 1, P(yhat=1|g0) = 0, P(y=1|g) = 50/100
+    # BA = 1/2 * (+1 * (1 - 50/100) + -1 * (0 - 50/100)) = 1/2 * (1/2 + 1/2) = 1/2
+    expected_ba = 0.5 * (1 * (1 - 50 / 100) + -1 * (0 - 50 / 100))
+    # BA_ref: its sign is sign(P(y=1|g) - P(y=1)) = sign(50/100 - 100/200) = 0 for both groups -> 0
+    scores, targets, protected = concept_detector_split(50, seed=0)
+    ba_ref_median_signs = set()
+    for seed in range(5):
+        report = fairness_report(scores, targets, protected, 0.5, n_bootstrap=200, seed=seed,
+                                 train_targets=train_targets, train_protected=train_protected)
+        assert report["BA"] == pytest.approx(expected_ba, abs=1e-15)
+        assert report["BA_ref"] == 0.0
+        assert report["BA_median"] > 0
+        # resampled: BA = 1/2 (1 - p1 + p0) with p_a the resample's P(y=1|g=a): close to 1/2 every time;
+        # BA_ref is +-1/2 depending on which group the noise favours, so its spread is about 1/2
+        assert report["BA_median"] == pytest.approx(0.5, abs=0.1) and report["BA_std"] < 0.1
+        assert report["BA_ref_std"] > 0.3
+        ba_ref_median_signs.add(np.sign(report["BA_ref_median"]))
+    assert ba_ref_median_signs == {-1.0, 1.0}  # BA_ref's bootstrap median is only the sign of resampling noise
+
+
+def test_ba_of_a_model_that_ignores_the_group_is_near_zero():
+    # scores depend on y only; the training labels are strongly correlated (P(y=1|g1) = 0.9, P(y=1|g0) = 0.1)
+    rng = np.random.default_rng(3)
+    m = 1000
+    targets = np.repeat([1, 1, 0, 0], m)
+    protected = np.repeat([1, 0, 1, 0], m)
+    scores = 1 / (1 + np.exp(-(1.5 * (2 * targets - 1) + rng.normal(0, 1, 4 * m))))
+    train_protected = rng.integers(0, 2, 5000)
+    train_targets = (rng.random(5000) < np.where(train_protected == 1, 0.9, 0.1)).astype(int)
+    for threshold in (0.3, 0.5, 0.7):  # a miscalibrated threshold shifts both groups alike: still ~0
+        report = fairness_report(scores, targets, protected, threshold, n_bootstrap=100, seed=0,
+                                 train_targets=train_targets, train_protected=train_protected)
+        assert abs(report["BA"]) < 0.02 and abs(report["BA_median"]) < 0.02
+
+
+def test_ba_without_training_labels_equals_ba_ref():
+    scores, targets, protected = planted_data(800, seed=12)
+    report = fairness_report(scores, targets, protected, 0.5, n_bootstrap=50, seed=3)
+    for suffix in ("", "_median", "_std"):
+        assert report[f"BA{suffix}"] == report[f"BA_ref{suffix}"]
+    # and the point value is the hand-checked reference BA
+    assert report["BA_ref"] == bias_amplification(predict(scores, 0.5), targets, protected)
+
+
+def test_ba_needs_both_training_arrays_and_both_training_groups():
+    predictions, targets, protected = [1, 0, 1, 0], [1, 0, 0, 1], [1, 1, 0, 0]
+    with pytest.raises(MetricInputError, match="train_targets was given without train_protected"):
+        bias_amplification(predictions, targets, protected, train_targets=[1, 0])
+    with pytest.raises(MetricInputError, match="train_protected was given without train_targets"):
+        fairness_report([0.9, 0.1, 0.8, 0.2], targets, protected, 0.5, train_protected=[1, 0])
+    with pytest.raises(MetricInputError, match="train_protected holds only the class 1"):
+        bias_amplification(predictions, targets, protected, [1, 0, 1], [1, 1, 1])
+    with pytest.raises(MetricInputError, match=r"length mismatch \(train_targets=3, train_protected=2\)"):
+        bias_direction([1, 0, 1], [1, 0])
+    with pytest.raises(MetricInputError, match="train_targets must hold only 0 and 1.*row 1 \\(-1\\)"):
+        bias_direction([1, -1, 0], [1, 0, 0])
 
 
 def test_ba_matches_the_reference_two_by_two_table_on_random_data():
@@ -271,11 +384,15 @@ def test_kl_of_a_too_small_cell_is_nan_with_a_warning():
 
 
 # ---------------------------------------------------------------- bootstrap
-def looped_bootstrap(scores, targets, protected, threshold, n_bootstrap, seed):
-    """The straightforward way: one resample at a time through the point-estimate functions."""
+def looped_bootstrap(scores, targets, protected, threshold, n_bootstrap, seed, train=None):
+    """The straightforward way: one resample at a time through the point-estimate functions.
+
+    ``train``: (train_targets, train_protected), never resampled, for BA's direction.
+    """
     from facebias.metrics.bootstrap import draw_resamples
 
-    rows = {"AP": [], "DEO": [], "BA": [], "KL": []}
+    train = train or (None, None)
+    rows = {"AP": [], "DEO": [], "BA": [], "BA_ref": [], "KL": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for block in draw_resamples(len(scores), n_bootstrap, seed, rows_per_chunk=7):
@@ -284,10 +401,17 @@ def looped_bootstrap(scores, targets, protected, threshold, n_bootstrap, seed):
                 yhat = predict(s, threshold)
                 rows["AP"].append(average_precision(s, y))
                 rows["DEO"].append(equal_opportunity_difference(yhat, y, g))
-                rows["BA"].append(bias_amplification(yhat, y, g))
+                rows["BA"].append(bias_amplification(yhat, y, g, *train))
+                rows["BA_ref"].append(bias_amplification(yhat, y, g))
                 kl = score_kl_divergences(s, y, g)
                 rows["KL"].append([kl["pos_01"], kl["pos_10"], kl["neg_01"], kl["neg_10"]])
     return {key: np.array(values) for key, values in rows.items()}
+
+
+def correlated_training_labels(n, seed, p_g1=0.8, p_g0=0.3):
+    rng = np.random.default_rng(seed + 100)
+    train_protected = rng.integers(0, 2, n)
+    return (rng.random(n) < np.where(train_protected == 1, p_g1, p_g0)).astype(int), train_protected
 
 
 @pytest.mark.parametrize(("n", "decimals", "seed"), [(600, None, 0), (500, 2, 1), (300, 1, 2)])
@@ -295,13 +419,18 @@ def test_vectorised_bootstrap_equals_the_loop(n, decimals, seed):
     from facebias.metrics.bootstrap import bootstrap_metrics
 
     scores, targets, protected = planted_data(n, seed=seed, decimals=decimals)
+    train = correlated_training_labels(700, seed, p_g1=0.3, p_g0=0.8)  # opposite to the test split's
     thr = float(np.median(scores))  # rounded scores: some equal the threshold exactly
-    fast = bootstrap_metrics(scores, targets.astype(np.int8), protected.astype(np.int8), thr, 40, seed)
-    slow = looped_bootstrap(scores, targets, protected, thr, 40, seed)
-    for key in ("AP", "DEO", "BA", "KL"):
+    fast = bootstrap_metrics(scores, targets.astype(np.int8), protected.astype(np.int8), thr, 40, seed,
+                             train_direction=bias_direction(*train))
+    slow = looped_bootstrap(scores, targets, protected, thr, 40, seed, train=train)
+    for key in ("AP", "DEO", "BA", "BA_ref", "KL"):
         np.testing.assert_allclose(fast[key], slow[key], rtol=1e-12, atol=1e-14, err_msg=key)
-    report = fairness_report(scores, targets, protected, thr, n_bootstrap=40, seed=seed)
-    for key in ("AP", "DEO", "BA", "KL"):
+    # g and y are independent in this test split: BA_ref's direction follows the noise of each resample, BA's not
+    assert (np.sign(slow["BA"]) != np.sign(slow["BA_ref"])).any()
+    report = fairness_report(scores, targets, protected, thr, n_bootstrap=40, seed=seed, train_targets=train[0],
+                             train_protected=train[1])
+    for key in ("AP", "DEO", "BA", "BA_ref", "KL"):
         assert report[f"{key}_median"] == pytest.approx(np.median(slow[key]), rel=1e-12, abs=1e-14)
         assert report[f"{key}_std"] == pytest.approx(np.std(slow[key]), rel=1e-9, abs=1e-14)
 
@@ -332,7 +461,7 @@ def test_bootstrap_handles_tiny_cells_constant_and_ulp_wide_ranges_like_the_loop
     slow = looped_bootstrap(scores, targets, protected, 0.5, 60, 3)
     assert np.isnan(slow["KL"][:, :2]).all()  # the ulp-wide positive cell of g1
     assert np.isnan(slow["KL"][:, 2:]).any() and np.isfinite(slow["KL"][:, 2:]).any()  # the tiny cell
-    for key in ("AP", "DEO", "BA", "KL"):
+    for key in ("AP", "DEO", "BA", "BA_ref", "KL"):
         np.testing.assert_allclose(fast[key], slow[key], rtol=1e-12, atol=1e-14, err_msg=key)
 
 
@@ -383,9 +512,10 @@ def test_resamples_do_not_depend_on_chunking_or_on_b():
 def test_report_keys_and_seeded_reproducibility():
     scores, targets, protected = planted_data(300, seed=8)
     point = fairness_report(scores, targets, protected, 0.5)
-    assert set(point) == {"AP", "DEO", "BA", "KL", "KL_pos_01", "KL_pos_10", "KL_neg_01", "KL_neg_10"}
+    assert set(point) == {"AP", "DEO", "BA", "BA_ref", "KL", "KL_pos_01", "KL_pos_10", "KL_neg_01", "KL_neg_10"}
     boot = fairness_report(scores, targets, protected, 0.5, n_bootstrap=10, seed=1)
-    assert set(boot) == set(point) | {f"{m}_{s}" for m in ("AP", "DEO", "BA", "KL") for s in ("median", "std")}
+    assert set(boot) == set(point) | {f"{m}_{s}" for m in ("AP", "DEO", "BA", "BA_ref", "KL")
+                                      for s in ("median", "std")}
     assert boot == fairness_report(scores, targets, protected, 0.5, n_bootstrap=10, seed=1)
     assert boot["AP_median"] != fairness_report(scores, targets, protected, 0.5, n_bootstrap=10, seed=2)["AP_median"]
     assert all(isinstance(v, float) for v in boot.values())
@@ -397,10 +527,12 @@ GOOD = dict(scores=[0.1, 0.9, 0.4, 0.6], targets=[0, 1, 0, 1], protected=[0, 0, 
 
 @pytest.mark.parametrize(("change", "error", "match"), [
     ({"scores": [0.1, 0.9, 0.4]}, ValueError, "length mismatch.*scores=3"),
-    ({"targets": [0, 1, 2, 1]}, ValueError, "targets must hold only 0 and 1.*position 2"),
-    ({"protected": [0, -1, 1, 1]}, ValueError, "protected must hold only 0 and 1.*position 1"),
-    ({"scores": [0.1, np.nan, 0.4, 0.6]}, ValueError, "non-finite.*position 1"),
-    ({"scores": [0.1, 0.9, np.inf, 0.6]}, ValueError, "non-finite.*position 2"),
+    ({"targets": [0, 1, 2, 1]}, ValueError, r"targets must hold only 0 and 1.*row 2 \(2\)"),
+    ({"protected": [0, -1, 1, 1]}, ValueError, r"protected must hold only 0 and 1.*row 1 \(-1\)"),
+    ({"scores": [0.1, np.nan, 0.4, 0.6]}, ValueError, r"non-finite.*row 1 \(nan\)"),
+    ({"scores": [0.1, 0.9, np.inf, 0.6]}, ValueError, r"non-finite.*row 2 \(inf\)"),
+    ({"scores": [0.1, 3.2, 0.4, 0.6]}, ValueError, r"outside \[0, 1\].*row 1 \(3.2\).*look like logits"),
+    ({"train_targets": [1, 0]}, ValueError, "train_targets was given without train_protected"),
     ({"targets": [1, 1, 1, 1]}, ValueError, "targets holds only the class 1"),
     ({"protected": [0, 0, 0, 0]}, ValueError, "protected holds only the class 0"),
     ({"scores": [], "targets": [], "protected": []}, ValueError, "scores is empty"),
@@ -435,6 +567,78 @@ def test_calibrated_threshold_rejects_bad_input():
         calibrated_threshold([], [])
     with pytest.raises(ValueError, match="non-finite"):
         calibrated_threshold([0.1, float("nan")], [0, 1])
+    with pytest.raises(MetricInputError, match=r"val_scores has 1 value outside \[0, 1\].*look like logits"):
+        calibrated_threshold([-2.5, 0.2], [0, 1])
+
+
+# Every public metric function validates first, and every error it raises is a MetricInputError.
+NAN_SCORES = [0.1, np.nan, 0.4, np.nan, 0.6, 0.5]  # 2 NaN, at rows 1 and 3
+LOGIT_SCORES = [0.1, 3.2, 0.4, -1.0, 0.6, 0.5]  # 2 outside [0, 1], at rows 1 and 3
+TARGETS_6 = [0, 1, 0, 1, 1, 0]
+PROTECTED_6 = [0, 0, 1, 1, 0, 1]
+SCORE_FUNCTIONS = {
+    "fairness_report": lambda s: fairness_report(s, TARGETS_6, PROTECTED_6, 0.5),
+    "average_precision": lambda s: average_precision(s, TARGETS_6),
+    "score_kl_divergences": lambda s: score_kl_divergences(s, TARGETS_6, PROTECTED_6),
+    "calibrated_threshold": lambda s: calibrated_threshold(s, TARGETS_6),
+    "predict": lambda s: predict(s, 0.5),
+}
+
+
+@pytest.mark.parametrize("function", SCORE_FUNCTIONS)
+def test_nan_scores_are_refused_with_the_count_and_first_rows(function):
+    with pytest.raises(MetricInputError, match=r"scores has 2 non-finite value\(s\) \(2 NaN values\), the first at "
+                       r"rows 1 \(nan\), 3 \(nan\): the model produced NaN outputs") as caught:
+        SCORE_FUNCTIONS[function](NAN_SCORES)
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert (error.problem, error.count, error.rows, error.detail) == ("non_finite", 2, (1, 3), "2 NaN values")
+
+
+@pytest.mark.parametrize("function", SCORE_FUNCTIONS)
+def test_logits_are_refused_as_not_probabilities(function):
+    with pytest.raises(MetricInputError, match=r"scores has 2 values outside \[0, 1\] \(min -1, max 3.2\), the first "
+                       r"at rows 1 \(3.2\), 3 \(-1.0\): these look like logits.*pass sigmoid scores") as caught:
+        SCORE_FUNCTIONS[function](LOGIT_SCORES)
+    assert (caught.value.problem, caught.value.count, caught.value.rows) == ("out_of_range", 2, (1, 3))
+
+
+@pytest.mark.filterwarnings("ignore:KL")
+def test_scores_exactly_0_and_1_are_probabilities():
+    report = fairness_report([0.0, 1.0, 0.0, 1.0], [0, 1, 0, 1], [0, 0, 1, 1], 0.5)
+    assert report["AP"] == 1.0
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fairness_report([0.1, 0.9, 0.4, 0.6], [0, 1, 2, 1], [0, 0, 1, 1], 0.5),
+    lambda: equal_opportunity_difference([0, 1, 0, 1], [0, 1, 2, 1], [0, 0, 1, 1]),
+    lambda: bias_amplification([0, 1, 0, 1], [0, 1, 2, 1], [0, 0, 1, 1]),
+    lambda: average_precision([0.1, 0.9, 0.4, 0.6], [0, 1, 2, 1]),
+    lambda: calibrated_threshold([0.1, 0.9, 0.4, 0.6], [0, 1, 2, 1]),
+])
+def test_targets_of_2_are_refused(call):
+    with pytest.raises(MetricInputError, match=r"targets must hold only 0 and 1 but has 1 other value\(s\), the first "
+                       r"at row 2 \(2\)") as caught:
+        call()
+    assert (caught.value.problem, caught.value.count, caught.value.rows) == ("not_binary", 1, (2,))
+
+
+def test_many_bad_rows_show_the_first_five_and_the_total():
+    scores = np.full(100, 0.5)
+    scores[10:40] = np.nan
+    scores[50] = np.inf
+    with pytest.raises(MetricInputError, match=r"31 non-finite value\(s\) \(30 NaN and 1 inf values\), the first at "
+                       r"rows 10 \(nan\), 11 \(nan\), 12 \(nan\), 13 \(nan\), 14 \(nan\), \.\.\.: the model "
+                       r"produced NaN and infinite outputs"):
+        average_precision(scores, np.arange(100) % 2)
+
+
+def test_length_mismatch_and_type_errors_are_metric_input_errors():
+    with pytest.raises(MetricInputError, match=r"length mismatch \(predictions=3, targets=4, protected=4\)"):
+        equal_opportunity_difference([0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 1])
+    with pytest.raises(MetricInputError, match="real numbers") as caught:
+        average_precision(["a", "b"], [0, 1])
+    assert isinstance(caught.value, TypeError)  # still a TypeError for callers catching that
 
 
 def test_accepts_bool_and_float_labels_and_float32_scores():
@@ -469,3 +673,63 @@ def test_cells_bad_input():
     with pytest.warns(RuntimeWarning, match="no samples"):
         cells = cell_accuracy([1, 0], [1, 0], [1, 1])
     assert math.isnan(cells["y0_c0"]["accuracy"]) and cells["y0_c0"]["count"] == 0
+
+
+# ---------------------------------------------------------------- evaluation.heads: BA's direction, named errors
+def head_split(scores, targets, protected):
+    return {"score": np.asarray(scores, dtype=np.float32)[:, None], "target": np.asarray(targets)[:, None],
+            "protected": np.asarray(protected), "concept": np.asarray(protected)}
+
+
+def test_evaluate_heads_takes_ba_direction_from_the_training_split():
+    from facebias.evaluation.heads import evaluate_head, evaluate_heads
+
+    val = head_split([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0], [1, 0, 1, 0])  # 2 positives -> threshold 0.8
+    scores, targets, protected = concept_detector_split(10, seed=1)  # yhat = [s > 0.8]: within g1 only
+    test = head_split(scores, targets, protected)
+    train_targets = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 0]])  # head 0: y = g, head 1: y = 1 - g (+ a 0)
+    train_protected = np.array([1, 1, 0, 0, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        heads = evaluate_heads(["A", "B"], {**val, "target": np.c_[val["target"], val["target"]],
+                                            "score": np.c_[val["score"], val["score"]]},
+                               {**test, "target": np.c_[test["target"], test["target"]],
+                                "score": np.c_[test["score"], test["score"]]},
+                               train_targets, train_protected, "concept", 0, 0, "Male", train_protected=train_protected)
+        plain = evaluate_head("A", 0, val, test, "concept", "positive", 0, 0, "Male")
+    predicted_g1 = float(np.mean(test["score"][protected == 1, 0] > np.float32(0.8)))  # P(yhat=1|g1); g0: 0
+    # head A: training direction g1 +1, g0 -1 (P_D(y=1) = 2/5); Delta_g1 = predicted_g1 - 1/2, Delta_g0 = 0 - 1/2
+    assert heads["A"]["ba_direction"] == {"source": "train", "sign_g0": -1, "sign_g1": 1}
+    assert heads["A"]["test"]["BA"] == pytest.approx(0.5 * ((predicted_g1 - 0.5) + 0.5), abs=1e-12)
+    # head B: y = 1 - g in training (P_D(y=1|g1) = 0, P_D(y=1|g0) = 2/3, P_D(y=1) = 2/5): direction g1 -1, g0 +1
+    assert heads["B"]["ba_direction"] == {"source": "train", "sign_g0": 1, "sign_g1": -1}
+    assert heads["B"]["test"]["BA"] == pytest.approx(-heads["A"]["test"]["BA"], abs=1e-12)
+    assert heads["A"]["test"]["BA_ref"] == heads["B"]["test"]["BA_ref"] == 0.0  # balanced test split
+    # without train_protected: BA's direction from the test split, BA = BA_ref
+    assert plain["ba_direction"]["source"] == "test"
+    assert plain["test"]["BA"] == plain["test"]["BA_ref"] == 0.0
+
+
+def test_evaluate_head_names_the_head_and_split_of_bad_scores():
+    from facebias.evaluation.heads import EvaluationInputError, evaluate_head
+
+    val = head_split([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0], [1, 0, 1, 0])
+    scores = np.linspace(0.05, 0.95, 24)
+    scores[[17, 19, 20]] = np.nan
+    test = head_split(scores, np.arange(24) % 2, (np.arange(24) // 2) % 2)
+    with pytest.raises(EvaluationInputError, match=r"^head 'Male': the test scores contain 3 NaN values "
+                       r"\(first at row 17\) — the model produced NaN outputs$"):
+        evaluate_head("Male", 0, val, test, "concept", "positive", 0, 0, "Eyeglasses")
+    logits = head_split([3.2, 0.8, -1.0, 0.2], [1, 1, 0, 0], [1, 0, 1, 0])
+    with pytest.raises(EvaluationInputError, match=r"^head 'Smiling': the val scores contain 2 values outside "
+                       r"\[0, 1\] \(first at row 0\) — they look like logits"):
+        evaluate_head("Smiling", 0, logits, test, "concept", "positive", 0, 0, "Male")
+    good_test = head_split(np.linspace(0.05, 0.95, 24), np.arange(24) % 2, (np.arange(24) // 2) % 2)
+    with pytest.raises(EvaluationInputError, match=r"^head 'Smiling', train split: train_protected holds only the "
+                       "class 0"):
+        evaluate_head("Smiling", 0, val, good_test, "concept", "positive", 0, 0, "Male",
+                      train_target=np.array([1, 0, 1]), train_protected=np.array([0, 0, 0]))
+    with pytest.raises(EvaluationInputError, match=r"^head 'Smiling', train split: train_targets must hold only 0 "
+                       r"and 1.*row 1 \(-1\)"):
+        evaluate_head("Smiling", 0, val, good_test, "concept", "positive", 0, 0, "Male",
+                      train_target=np.array([1, -1, 0]), train_protected=np.array([0, 1, 1]))

@@ -1,10 +1,11 @@
 """Every experiment composes; options that scale out compose; bad overrides fail with a clear message."""
 
+import json
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO, compose
+from conftest import REPO, TINY, compose
 
 PS = (50, 60, 70, 80, 90, 100)
 
@@ -54,3 +55,91 @@ def test_bad_overrides_fail_before_any_work(override, message, tmp_path):
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "data").exists()  # failed before generating or caching anything
+
+
+DEBUG = ("default", "fdr", "limit", "overfit", "profiler")
+
+
+@pytest.mark.parametrize("name", DEBUG)
+def test_every_debug_config_composes(name):
+    cfg = compose([f"debug={name}", "+experiment=p80"])
+    assert cfg.task_name == "debug"  # outputs/debug/, away from real runs
+    assert cfg.logger == {} and cfg.callbacks.progress_bar is None
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.devices == 1 and not cfg.trainer.enable_progress_bar
+    assert cfg.exp_name == "p80"  # an experiment still applies on top
+    expected = {"fdr": ("fast_dev_run", True), "limit": ("limit_train_batches", 5),
+                "overfit": ("overfit_batches", 3), "profiler": ("profiler", "simple")}
+    if name in expected:
+        key, value = expected[name]
+        assert cfg.trainer[key] == value
+    assert cfg.model.scheduler.T_max == cfg.trainer.max_epochs
+
+
+def test_hparams_search_composes():
+    cfg = compose(["hparams_search=optuna"])
+    assert cfg.optimized_metric == "val/AP"
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert {"model.optimizer.lr", "data.batch_size"} <= set(sweeper.params)
+
+
+def test_optimized_metric_lookup():
+    from facebias.training.objective import UnknownMetric, metric_value
+
+    metrics = {"val": {"AP": 0.75, "acc": 0.5}, "test_gap": {"gap": 0.25}, "experiment": "p80", "seconds": 3.0}
+    assert metric_value(metrics, "val/AP") == 0.75
+    assert metric_value(metrics, "test_gap/gap") == 0.25
+    with pytest.raises(KeyError) as error:
+        metric_value(metrics, "val/auc")
+    assert isinstance(error.value, UnknownMetric)
+    assert "val/AP, val/acc, test_gap/gap, seconds" in str(error.value)  # the names there are
+    with pytest.raises(KeyError, match="experiment"):
+        metric_value(metrics, "experiment")  # not a number
+
+
+def test_optimizer_and_callbacks_come_from_target_configs(tmp_path):
+    import hydra
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+
+    from facebias.training.callbacks import build_callbacks
+
+    out = tmp_path / "run"
+    cfg = compose(["model.backbone=small_cnn", "model.optimizer._target_=torch.optim.AdamW",
+                   "model.optimizer.weight_decay=0.01", "trainer.max_epochs=7", f"paths.output_dir={out}"])
+    model = hydra.utils.instantiate(cfg.model, _convert_="all", targets=["Male"])
+    assert type(model.hparams.optimizer) is dict and type(model.hparams.scheduler) is dict  # weights_only-safe
+    torch.save({"hyper_parameters": dict(model.hparams)}, tmp_path / "h.pt")
+    assert torch.load(tmp_path / "h.pt", weights_only=True)["hyper_parameters"]["optimizer"]["lr"] == 1e-3
+    built = model.configure_optimizers()
+    opt, sched = built["optimizer"], built["lr_scheduler"]
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["weight_decay"] == 0.01
+    assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) and sched.T_max == 7
+    no_sched = compose(["model.backbone=small_cnn", "model.scheduler=null"])
+    model = hydra.utils.instantiate(no_sched.model, _convert_="all", targets=["Male"])
+    assert isinstance(model.configure_optimizers(), torch.optim.Adam)
+
+    best, last, bar = build_callbacks(cfg.callbacks, out)
+    assert isinstance(best, ModelCheckpoint) and best.monitor == "val/AP" and best.filename == "best"
+    assert isinstance(last, ModelCheckpoint) and last.monitor is None and last.filename == "last"
+    assert best.dirpath == last.dirpath == str(out / "checkpoints")
+    assert isinstance(bar, RichProgressBar)
+    here = f"paths.output_dir={out}"
+    assert len(build_callbacks(compose([here, "~callbacks.progress_bar"]).callbacks, out)) == 2
+    assert len(build_callbacks(compose([here, "callbacks.progress_bar=null"]).callbacks, out)) == 2
+    relative = compose([here, "callbacks.last_checkpoint.dirpath=ckpts"]).callbacks
+    assert build_callbacks(relative, out)[1].dirpath == str(out / "ckpts")  # under the run dir, not the cwd
+    with pytest.raises(ValueError, match="callbacks.progress_bar='none'.*~callbacks.progress_bar"):
+        build_callbacks(compose([here, "callbacks.progress_bar=none"]).callbacks, out)
+
+
+@pytest.mark.parametrize("switch", ["debug=fdr", "++trainer.fast_dev_run=true"])
+def test_fast_dev_run_end_to_end(switch, tmp_path, data_dir):
+    """One batch of everything, no checkpoint written: the metrics come from the in-memory model."""
+    result = run_train(*TINY, f"paths.data_dir={data_dir}", f"paths.root_dir={tmp_path}", switch, timeout=300)
+    assert result.returncode == 0, result.stderr[-5000:]
+    (metrics_path,) = tmp_path.rglob("metrics.json")
+    assert metrics_path.parent.parent.name == ("debug" if switch.startswith("debug") else "train")
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["best_checkpoint"] == "" and not (metrics_path.parent / "checkpoints").exists()
+    assert {"AP", "acc"} <= set(metrics["val"]) and "test_cells" in metrics

@@ -100,7 +100,7 @@ def test_p100_model_is_more_biased_than_p50(tmp_path, data_dir):
     for p in (50, 100):
         root = tmp_path / f"p{p}"
         run_train(root, data_dir, f"+experiment=p{p}", "trainer.max_epochs=6", "data.batch_size=32",
-                  "model.lr=3e-3")
+                  "model.optimizer.lr=3e-3")
         (run_dir,) = run_dirs(root)
         gaps[p] = json.loads((run_dir / "metrics.json").read_text())["test_gap"]["gap"]
     assert gaps[100] > 0.3, gaps  # measured: 0.91 at P=100, -0.03 at P=50 (8 epochs)

@@ -128,3 +128,53 @@ class ActivationRecorder:
                 f"layers {missing} never ran in the forward pass of {type(self.model).__name__}"
             )
         return self.outputs
+
+
+def network_of(model: nn.Module) -> nn.Module:
+    """The network inside a classifier wrapper (AttributeClassifier.net), else the model itself."""
+    net = getattr(model, "net", None)
+    return net if isinstance(net, nn.Module) else model
+
+
+
+def probe_input(image_size: int) -> torch.Tensor:
+    return torch.zeros(1, 3, image_size, image_size)
+
+
+
+def feature_map_layers(net: nn.Module, image_size: int) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """(every layer's output shape, the layers whose output is a (1, units, h, w) map) at this input size."""
+    shapes = layer_output_shapes(net, probe_input(image_size))
+    return shapes, {name: shape for name, shape in shapes.items() if len(shape) == 4}
+
+
+
+def default_blocks(net: nn.Module, maps: dict[str, tuple]) -> list[str]:
+    """The network's blocks: top-level containers whose output is a feature map larger than 1x1."""
+    return [name for name, module in net.named_children()
+            if name in maps and next(module.children(), None) is not None and maps[name][2] * maps[name][3] > 1]
+
+
+
+def resolve_layers(net: nn.Module, requested: list[str] | None, image_size: int) -> tuple[list[str], dict[str, tuple]]:
+    """The layers to dissect (requested or the default blocks), checked; and the map shape of every candidate."""
+    shapes, maps = feature_map_layers(net, image_size)
+    listing = ", ".join(f"{name} {tuple(shape[1:])}" for name, shape in maps.items())
+    if requested is None:
+        layers = default_blocks(net, maps)
+        if not layers:
+            raise ValueError(f"{type(net).__name__} has no block with a feature map larger than 1x1 at "
+                             f"{image_size} px; choose layers= among: {listing}")
+        return layers, maps
+    if len(set(requested)) != len(requested):
+        raise ValueError(f"layers={requested}: a layer is named twice")
+    unknown = [name for name in requested if name not in shapes]
+    if unknown:
+        raise ValueError(f"layers={requested}: {type(net).__name__} has no layer {', '.join(map(repr, unknown))}. "
+                         f"Valid names (feature maps, as units x h x w at {image_size} px): {listing}")
+    flat = [name for name in requested if name not in maps]
+    if flat:
+        raise ValueError(f"layers={requested}: {', '.join(f'{n} outputs {shapes[n]}' for n in flat)}, not a "
+                         f"(batch, units, h, w) feature map; choose among: {listing}")
+    return requested, maps
+

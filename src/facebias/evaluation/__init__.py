@@ -1,5 +1,4 @@
-"""Evaluation of trained runs: fairness audit per head, tables, plots, W&B, and the summary of a sweep.
-
-Entry: ``python evaluate.py run=<training run dir>`` (or ``ckpt=``, or ``sweep=<multirun dir>``);
-``facebias.evaluation.task.evaluate`` does the work. Nothing heavy is imported here.
+"""The fairness audit's per-head logic: thresholds and metrics per head, the reference's attribute categories,
+the tables (rows for CSV and W&B) and the figures. ``facebias.analyses.fairness`` runs it on a trained run.
+Nothing heavy is imported here.
 """

@@ -35,7 +35,7 @@ REFERENCE_ATTRIBUTES = (
     "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Young",
 )  # fmt: skip
 CATEGORY_PROTECTED = "Male"
-AVERAGED = ("AP", "DEO", "BA", "KL")
+AVERAGED = ("AP", "DEO", "BA", "BA_ref", "KL")
 
 
 def category_of(attribute: str) -> str | None:

@@ -4,7 +4,8 @@
   negatives separately, the scores of g=0 and g=1 overlaid; a shortcut shows as two humps apart;
 * reliability diagram: mean predicted score vs observed positive rate per score bin, overall and
   per protected group;
-* the sweep figure: AP, DEO, BA, KL and the cell gap against P, one line per family.
+* the sweep figure: AP, DEO, BA (direction from training), BA_ref (the reference's, direction from
+  the test split: 0 on a cell-balanced test split), KL and the cell gap against P, one line per family.
 """
 
 from __future__ import annotations
@@ -94,12 +95,12 @@ def reliability_plot(path: Path, scores: np.ndarray, targets: np.ndarray, protec
     return _save(fig, path)
 
 
-SWEEP_PANELS = (("AP", "AP (x100)"), ("DEO", "DEO (x100)"), ("BA", "BA (x100)"), ("KL", "KL"),
-                ("gap", "cell gap (x100)"))
+SWEEP_PANELS = (("AP", "AP (x100)"), ("DEO", "DEO (x100)"), ("BA", "BA (x100, train direction)"),
+                ("BA_ref", "BA_ref (x100, reference)"), ("KL", "KL"), ("gap", "cell gap (x100)"))
 
 
 def sweep_plot(path: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -> Path:
-    """AP, DEO, BA, KL and the cell gap vs P: one line per family (and attribute), bootstrap std as bars.
+    """AP, DEO, BA, BA_ref, KL and the cell gap vs P: one line per family (and attribute), bootstrap std as bars.
 
     A point is the bootstrap median when there is one, else the point estimate; runs sharing
     (family, attribute, P) (e.g. several seeds) are averaged.
@@ -126,8 +127,8 @@ def sweep_plot(path: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -
                         label=name)
             drawn = drawn or bool(np.isfinite(centre).any())
         if not drawn:
-            ax.text(0.5, 0.5, "undefined (NaN) for every run:\ntoo few test images per cell", ha="center",
-                    va="center", transform=ax.transAxes, fontsize=9, color="gray")
+            ax.text(0.5, 0.5, "no value for any run: NaN (too few test\nimages per cell) or not in these results",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=9, color="gray")
         ax.set_xlabel("P (% of target positives with the concept)")
         ax.set_title(label)
         ax.grid(alpha=0.3)

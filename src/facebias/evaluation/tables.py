@@ -1,7 +1,9 @@
 """The evaluation tables as rows (for CSV and W&B alike): per attribute, per cell, per category, per sweep run.
 
-Percent scale as in the paper's tables: AP, DEO, BA, accuracy and the cell accuracies/gap are x100;
-KL is unscaled. metrics.json keeps every value as a fraction.
+Percent scale as in the paper's tables: AP, DEO, BA, BA_ref, accuracy and the cell accuracies/gap are
+x100; KL is unscaled. metrics.json keeps every value as a fraction. BA is directional bias
+amplification with its direction from the training split; BA_ref is the reference's BA (direction
+from the test split itself, hence 0 on a cell-balanced test split).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Any
 
 from facebias.evaluation.attributes import category_of
 
-METRICS = ("AP", "DEO", "BA", "KL")
-PERCENT = {"AP", "DEO", "BA"}
+METRICS = ("AP", "DEO", "BA", "BA_ref", "KL")
+PERCENT = {"AP", "DEO", "BA", "BA_ref"}
+SUFFIXES = ("", "_median", "_std")
 CELL_MEANING = {"y1_c1": (1, 1), "y1_c0": (1, 0), "y0_c1": (0, 1), "y0_c0": (0, 0)}
 
 
 def _scaled(metric: str, value: float | None) -> float | None:
-    """Percent for AP, DEO, BA (x100); None and NaN pass through (metrics.json stores NaN as null)."""
+    """Percent for AP, DEO, BA, BA_ref (x100); None and NaN pass through (metrics.json stores NaN as null)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return value
     return 100 * value if metric in PERCENT else value
@@ -32,16 +35,16 @@ def _percent(value: float | None) -> float | None:
 
 
 def metric_columns() -> list[str]:
-    return [f"{m}{suffix}" for m in METRICS for suffix in ("", "_median", "_std")]
+    return [f"{m}{suffix}" for m in METRICS for suffix in SUFFIXES]
 
 
 def attribute_row(name: str, head: Mapping[str, Any]) -> dict[str, Any]:
-    """One head's line: threshold, AP/DEO/BA (x100) and KL (point, median, std), accuracy and cell gap (x100)."""
+    """One head's line: threshold, AP/DEO/BA/BA_ref (x100) and KL (point, median, std), accuracy and gap (x100)."""
     test = head["test"]
     row: dict[str, Any] = {"attribute": name, "category": category_of(name) or "", "threshold": head["threshold"],
                            "n_test": test["n"]}
     for metric in METRICS:
-        for suffix in ("", "_median", "_std"):
+        for suffix in SUFFIXES:
             row[metric + suffix] = _scaled(metric, test.get(metric + suffix))
     row["accuracy"] = _percent(test["accuracy"])
     gap = head["gap"]
@@ -74,9 +77,9 @@ def category_rows(categories: Mapping[str, Mapping[str, Any]]) -> list[dict[str,
             continue
         row: dict[str, Any] = {"category": name, "n_attributes": entry["n"],
                                "attributes": " ".join(entry["attributes"]), "missing": " ".join(entry["missing"])}
-        for column in metric_columns():
-            metric = column.split("_")[0]
-            row[column] = _scaled(metric, entry.get(column))
+        for metric in METRICS:
+            for suffix in SUFFIXES:
+                row[metric + suffix] = _scaled(metric, entry.get(metric + suffix))
         rows.append(row)
     return rows
 

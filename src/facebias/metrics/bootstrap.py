@@ -11,6 +11,8 @@ One cumulative sum per resample row then answers every question the metrics ask 
 * AP sums, over the distinct positive scores v, tp(v) * TP(>= v) / N(>= v), exactly the
   step-wise sum of ``average_precision_score`` (ties included);
 * DEO and BA need cell sizes and predicted-positive counts ([s > thr] is a prefix of each block);
+  BA's direction is either recomputed per resample (``BA_ref``, and ``BA`` without training
+  labels) or the training split's, fixed across resamples (only the evaluated split is resampled);
 * each KL histogram is "drawn samples >= each bin edge" differenced; its edges come from the
   row's own min and max, computed with np.histogram's formula.
 
@@ -91,8 +93,13 @@ def bootstrap_metrics(
     threshold: float,
     n_bootstrap: int,
     seed: int = 0,
+    train_direction: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-resample AP, DEO, BA (each (B,)) and KL ((B, 4), columns in KL_DIRECTIONS order).
+    """Per-resample AP, DEO, BA, BA_ref (each (B,)) and KL ((B, 4), columns in KL_DIRECTIONS order).
+
+    ``BA_ref`` takes its direction sign(P(y=1|g=a) - P(y=1)) from each resample itself (the
+    reference). ``BA`` uses ``train_direction``, the (2,) signs for g = 0, 1 from the training split
+    (``fairness.bias_direction``), the same for every resample; without it ``BA`` equals ``BA_ref``.
 
     Inputs must already be validated (1-D, same length, float64 scores, 0/1 int labels): call this
     through ``fairness_report``. Resamples where a metric is undefined behave like the reference:
@@ -101,9 +108,11 @@ def bootstrap_metrics(
     """
     n = len(scores)
     layout = _Layout.build(scores, targets, protected, threshold)
-    parts: dict[str, list[np.ndarray]] = {"AP": [], "DEO": [], "BA": [], "KL": [], "_no_pos": [], "_no_tp": []}
+    direction = None if train_direction is None else np.asarray(train_direction, dtype=np.int64).reshape(1, 2)
+    parts: dict[str, list[np.ndarray]] = {"AP": [], "DEO": [], "BA": [], "BA_ref": [], "KL": [], "_no_pos": [],
+                                          "_no_tp": []}
     for index_block in draw_resamples(n, n_bootstrap, seed):
-        for key, value in _metrics_of_block(index_block, layout).items():
+        for key, value in _metrics_of_block(index_block, layout, direction).items():
             parts[key].append(value)
     result = {key: np.concatenate(values) for key, values in parts.items()}
     _warn_about_undefined(result.pop("_no_pos"), result.pop("_no_tp"), result["KL"])
@@ -121,7 +130,8 @@ def _count_draws(index_block: np.ndarray, layout: _Layout) -> tuple[np.ndarray, 
     return counts, cum
 
 
-def _metrics_of_block(index_block: np.ndarray, layout: _Layout) -> dict[str, np.ndarray]:
+def _metrics_of_block(index_block: np.ndarray, layout: _Layout, direction: np.ndarray | None,
+                      ) -> dict[str, np.ndarray]:
     n = index_block.shape[1]
     counts, cum = _count_draws(index_block, layout)
     starts = layout.starts
@@ -130,10 +140,12 @@ def _metrics_of_block(index_block: np.ndarray, layout: _Layout) -> dict[str, np.
     predicted = cum[:, starts[:4] + layout.predicted_in_cell] - base  # (rows, 4) with s > thr
 
     deo, no_positives = _deo(in_cell, predicted)
+    ba_ref = _bias_amplification(in_cell, predicted, n)
     return {
         "AP": _average_precision(cum, base, in_cell, layout),
         "DEO": deo,
-        "BA": _bias_amplification(in_cell, predicted, n),
+        "BA": ba_ref if direction is None else _bias_amplification(in_cell, predicted, n, direction),
+        "BA_ref": ba_ref,
         "KL": _kl(counts, cum, in_cell, layout),
         "_no_pos": no_positives,
         "_no_tp": in_cell[:, 2] + in_cell[:, 3] == 0,
@@ -159,14 +171,20 @@ def _deo(in_cell: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.abs(tpr[:, 0] - tpr[:, 1]), (positives == 0).any(axis=1)
 
 
-def _bias_amplification(in_cell: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
-    """Mean over present groups a of sign(P(y=1|a) - P(y=1)) * (P(yhat=1|a) - P(y=1|a))."""
+def _bias_amplification(in_cell: np.ndarray, predicted: np.ndarray, n: int,
+                        direction: np.ndarray | None = None) -> np.ndarray:
+    """Mean over present groups a of direction_a * (P(yhat=1|a) - P(y=1|a)).
+
+    ``direction`` is the fixed (1, 2) training direction; None: sign(P(y=1|a) - P(y=1)) of each
+    resample (BA_ref).
+    """
     group_size = in_cell[:, 0:2] + in_cell[:, 2:4]  # (rows, 2): g = 0, 1
     group_pos = in_cell[:, 2:4]
     group_pred = predicted[:, 0:2] + predicted[:, 2:4]
-    n_pos = group_pos.sum(axis=1, keepdims=True)
-    # sign of P(y=1|a) - P(y=1) in exact integer arithmetic: n_pos_a * n - n_pos * n_a
-    direction = np.sign(group_pos * n - n_pos * group_size)
+    if direction is None:
+        n_pos = group_pos.sum(axis=1, keepdims=True)
+        # sign of P(y=1|a) - P(y=1) in exact integer arithmetic: n_pos_a * n - n_pos * n_a
+        direction = np.sign(group_pos * n - n_pos * group_size)
     present = group_size > 0
     safe_size = np.maximum(group_size, 1)
     terms = np.where(present, direction * (group_pred / safe_size - group_pos / safe_size), 0.0)

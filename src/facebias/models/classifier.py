@@ -1,13 +1,16 @@
 """AttributeClassifier: a backbone with one logit per binary attribute, trained with BCE.
 
-Hyperparameters are plain values (checkpoints load with `weights_only=True`). Validation gathers every
-score and computes its statistics at epoch end (torchmetrics' group metrics miscount groups absent from a
-batch, see NOTES.md).
+Hyperparameters are plain values (checkpoints load with `weights_only=True`): the optimizer and the LR
+scheduler are stored as `_target_` dicts and built with `hydra.utils.instantiate` in `configure_optimizers`.
+Batches arrive as uint8 dicts; every step turns them into model input with `preprocess`, the public way to do
+it outside training too. Validation gathers every score and computes its statistics at epoch end
+(torchmetrics' group metrics miscount groups absent from a batch, see NOTES.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -17,16 +20,46 @@ from torch import nn
 from facebias.data.transforms import random_hflip, to_grayscale, to_model_input
 from facebias.models.backbones import build_backbone
 
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "weight_decay": 0.0}
+DEFAULT_SCHEDULER = {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "_partial_": True, "T_max": 10}
+# checkpoints written before the optimizer became a `_target_` config name it by a short name (Lightning drops
+# their lr, weight_decay and max_epochs when loading: they load for inference with the default numbers)
+_LEGACY_OPTIMIZERS = {"adam": "torch.optim.Adam", "adamw": "torch.optim.AdamW"}
+
+
+def target_config(value: Any, name: str) -> dict[str, Any] | None:
+    """A `_target_` config (dict or DictConfig) as a plain dict, or None; a clear error for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if name == "optimizer" and value in _LEGACY_OPTIMIZERS:
+            return {**DEFAULT_OPTIMIZER, "_target_": _LEGACY_OPTIMIZERS[value]}
+        if name == "scheduler" and value == "cosine":
+            return dict(DEFAULT_SCHEDULER)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"model.{name} must be a config with a _target_ (e.g. {{_target_: torch.optim.Adam, "
+                        f"_partial_: true, lr: 1e-3}}) or null, not {type(value).__name__}: {value!r}. "
+                        f"(instantiate the model with _recursive_=False so the config is not built early)")
+    from omegaconf import DictConfig, OmegaConf
+
+    plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else dict(value)
+    if not plain.get("_target_"):
+        raise ValueError(f"model.{name} has no _target_: {plain!r}")
+    return plain
+
 
 class AttributeClassifier(pl.LightningModule):
     def __init__(self, targets: Sequence[str] = ("Male",), backbone: str = "resnet18", pretrained: bool = False,
-                 optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
-                 scheduler: str | None = "cosine", max_epochs: int = 10, hflip: bool = True,
+                 optimizer: Mapping[str, Any] | None = DEFAULT_OPTIMIZER,
+                 scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER, hflip: bool = True,
                  channels_last: bool = False):
         super().__init__()
-        targets = [str(t) for t in targets]  # plain values only: checkpoints must load with weights_only=True
-        if optimizer not in ("adam", "adamw"):
-            raise ValueError(f"model.optimizer={optimizer!r}: use adam or adamw")
+        # plain values only: checkpoints must load with weights_only=True (save_hyperparameters reads these)
+        targets = [str(t) for t in targets]
+        optimizer = target_config(optimizer, "optimizer")
+        scheduler = target_config(scheduler, "scheduler")
+        if optimizer is None:
+            raise ValueError("model.optimizer is null: name one, e.g. model.optimizer._target_=torch.optim.Adam")
         self.save_hyperparameters()
         self.targets = list(targets)
         self.net = build_backbone(backbone, len(self.targets), pretrained)
@@ -36,25 +69,32 @@ class AttributeClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """uint8 faces -> model input on the device: planted grayscale, normalise, flip when training."""
+    def preprocess(self, batch: dict, augment: bool = False) -> dict:
+        """A uint8 batch dict -> the same dict with `image` as model input, on the batch's device.
+
+        Planted grayscale (where `batch["gray"]` says so), ImageNet normalisation, NCHW (channels_last when
+        the model was built for it) and, with `augment` and `hflip`, random left-right flips; the steps pass
+        `augment=True` only when training. A batch whose images are not uint8 is returned unchanged.
+        """
         images = batch["image"]
         if images.dtype != torch.uint8:  # already model input
             return batch
         if "gray" in batch:
             images = to_grayscale(images, batch["gray"])
         x = to_model_input(images, self.hparams.channels_last)
-        if self.hparams.hflip and self._trainer is not None and self.trainer.training:
+        if augment and self.hparams.hflip:
             x = random_hflip(x)
         return {**batch, "image": x}
 
     def training_step(self, batch, batch_idx):
+        batch = self.preprocess(batch, augment=True)
         logits = self(batch["image"])
         loss = self.loss(logits.float(), batch["target"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
         return loss
 
     def _score(self, batch) -> dict[str, torch.Tensor]:
+        batch = self.preprocess(batch)
         logits = self(batch["image"]).float()
         return {"logit": logits.detach(), "score": torch.sigmoid(logits).detach(), "target": batch["target"],
                 "protected": batch["protected"], "concept": batch["concept"], "row": batch["row"]}
@@ -73,7 +113,7 @@ class AttributeClassifier(pl.LightningModule):
     def _epoch_metrics(self, stage: str) -> None:
         if not self._outputs:
             return
-        from facebias.training.predictions import summarize_predictions
+        from facebias.metrics.summary import summarize_predictions
 
         gathered = {k: torch.cat([o[k] for o in self._outputs]).numpy() for k in self._outputs[0]}
         self._outputs.clear()
@@ -89,9 +129,12 @@ class AttributeClassifier(pl.LightningModule):
         self._epoch_metrics("test")
 
     def configure_optimizers(self):
-        opt_cls = torch.optim.Adam if self.hparams.optimizer == "adam" else torch.optim.AdamW
-        opt = opt_cls(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler != "cosine":
+        """The optimizer (and scheduler, if any) from their `_target_` configs; extra arguments a config
+        names (betas, eta_min, ...) pass through."""
+        from hydra.utils import instantiate
+
+        opt = instantiate({**self.hparams.optimizer, "_partial_": True})(params=self.parameters())
+        if self.hparams.scheduler is None:
             return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.max_epochs))
+        sched = instantiate({**self.hparams.scheduler, "_partial_": True})(optimizer=opt)
         return {"optimizer": opt, "lr_scheduler": sched}

@@ -1,33 +1,42 @@
-"""Callbacks from the `callbacks` config group: best-by-val/AP and last checkpoints, a progress bar."""
+"""Callbacks from the `callbacks` config group: one `_target_` entry per callback, built with Hydra.
+
+conf/callbacks/default.yaml holds the best-by-val/AP and last checkpoints and a progress bar; an entry set
+to null is skipped, so `callbacks.progress_bar=null` (or `~callbacks.progress_bar`) drops the bar.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 
 def build_callbacks(cfg: DictConfig | None, output_dir: Path) -> list:
-    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    """Instantiate every entry of `cfg` that has a `_target_`; null entries are skipped.
 
-    cfg = cfg or {}
+    A relative `dirpath` (e.g. `checkpoints/`, as other templates write it) is taken under `output_dir`,
+    the run dir, not the working directory (Hydra 1.3 does not chdir).
+    """
+    import hydra
+    from pytorch_lightning.callbacks import Callback
+
     callbacks = []
-    ckpt = cfg.get("checkpoint")
-    if ckpt:
-        dirpath = str(output_dir / "checkpoints")
-        callbacks.append(ModelCheckpoint(dirpath=dirpath, monitor=ckpt.monitor, mode=ckpt.mode,
-                                         filename=ckpt.filename, auto_insert_metric_name=False,
-                                         enable_version_counter=False))
-        if ckpt.save_last:
-            # Lightning's save_last only refreshes last.ckpt when a top-k file is written; resuming needs
-            # the latest epoch, so a second, unmonitored checkpoint keeps exactly that.
-            callbacks.append(ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
-                                             enable_version_counter=False))
-    progress = cfg.get("progress", "rich")
-    if progress == "rich":
-        callbacks.append(RichProgressBar(leave=True))
-    elif progress == "tqdm":
-        callbacks.append(TQDMProgressBar())
-    elif progress not in ("none", None):
-        raise ValueError(f"callbacks.progress={progress!r}: use rich, tqdm or none")
+    for name, entry in (cfg or {}).items():
+        if entry is None:
+            continue
+        if not isinstance(entry, Mapping) or "_target_" not in entry:
+            raise ValueError(
+                f"callbacks.{name}={entry!r}: each callbacks entry must be a config with a _target_ "
+                f"(e.g. callbacks.{name}._target_=pytorch_lightning.callbacks.TQDMProgressBar) or null; "
+                f"drop it with ~callbacks.{name} or callbacks.{name}=null")
+        overrides = {}
+        dirpath = entry.get("dirpath")
+        if dirpath is not None and not Path(str(dirpath)).is_absolute():
+            overrides["dirpath"] = str(Path(output_dir) / str(dirpath))
+        callback = hydra.utils.instantiate(entry, **overrides)
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks.{name}: {entry['_target_']} gave a {type(callback).__name__}, "
+                            f"not a pytorch_lightning Callback")
+        callbacks.append(callback)
     return callbacks

@@ -1,8 +1,6 @@
-"""Scores gathered over a split, and the headline numbers computed from them."""
+"""Scores gathered over a split (their summary is `facebias.metrics.summary.summarize_predictions`)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -12,33 +10,3 @@ def collect_predictions(trainer, model, dataloader) -> dict[str, np.ndarray]:
     """Run `predict` over a loader and concatenate: logit, score, target (n, T); protected, concept, row (n,)."""
     batches = trainer.predict(model, dataloaders=dataloader)
     return {k: torch.cat([b[k] for b in batches]).numpy() for k in batches[0]}
-
-
-def summarize_predictions(pred: dict[str, np.ndarray], targets: Sequence[str], threshold: float = 0.5,
-                          ) -> dict[str, float]:
-    """AP (mean over heads and per head), accuracy, per-cell accuracy and the stereotype gap of head 0."""
-    from sklearn.metrics import average_precision_score
-
-    from facebias.metrics import cell_accuracy, stereotype_gap
-
-    scores, y = pred["score"], pred["target"].astype(int)
-    out: dict[str, float] = {}
-    aps = []
-    for j, name in enumerate(targets):
-        ap = average_precision_score(y[:, j], scores[:, j]) if 0 < y[:, j].sum() < len(y) else float("nan")
-        out[f"AP_{name}"] = ap
-        out[f"acc_{name}"] = float(np.mean((scores[:, j] > threshold) == y[:, j]))
-        aps.append(ap)
-    out["AP"] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
-    out["acc"] = out[f"acc_{targets[0]}"]
-    cells = cell_accuracy((scores[:, 0] > threshold).astype(int), y[:, 0], pred["concept"].astype(int))
-    for key, value in flatten_cells(cells).items():
-        out[key] = value
-    out.update({f"gap_{k}" if k != "gap" else "gap": v for k, v in stereotype_gap(cells).items()
-                if isinstance(v, (int, float))})
-    return out
-
-
-def flatten_cells(cells: dict) -> dict[str, float]:
-    """{'y1_c1': {'accuracy': a, 'count': n}, ...} -> {'acc_y1_c1': a, ...} for loggers."""
-    return {f"acc_{k}": float(v["accuracy"]) for k, v in cells.items() if isinstance(v, dict)}

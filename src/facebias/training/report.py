@@ -52,25 +52,16 @@ def log_test_table(wandb_logger, metrics: dict[str, Any]) -> None:
 
 
 def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from facebias.reporting.console import print_summary as print_table
 
-    console = Console()
-    table = Table(title=f"facebias train: {metrics.get('experiment') or 'run'}", show_header=True)
-    table.add_column("split")
-    for col in ("AP", "acc", "gap"):
-        table.add_column(col, justify="right")
-    for split in ("val", "test"):
-        if split in metrics:
-            m = metrics[split]
-            table.add_row(split, *(f"{100 * m.get(k, float('nan')):.1f}" for k in ("AP", "acc", "gap")))
-    console.print(table)
+    rows = [[split, *(f"{100 * metrics[split].get(k, float('nan')):.1f}" for k in ("AP", "acc", "gap"))]
+            for split in ("val", "test") if split in metrics]
+    notes = []
     cells = metrics.get("test_cells") or {}
     if cells:
-        console.print("test accuracy per cell: " + ", ".join(
+        notes.append("test accuracy per cell (threshold 0.5; evaluate.py reports the calibrated threshold): " + ", ".join(
             f"{k} {100 * v['accuracy']:.1f}% (n={v['count']})" for k, v in cells.items() if isinstance(v, dict)))
-    console.print(f"data: {metrics['data']['summary']}", soft_wrap=True)
-    console.print(f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)", soft_wrap=True)
-    console.print(f"best checkpoint: {metrics.get('best_checkpoint')}", soft_wrap=True)
-    if sync_command:
-        console.print(f"W&B ran offline; upload with: {sync_command}", soft_wrap=True)
+    notes += [f"data: {metrics['data']['summary']}", f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)",
+              f"best checkpoint: {metrics.get('best_checkpoint')}"]
+    print_table(f"facebias train: {metrics.get('experiment') or 'run'}", ["split", "AP", "acc", "gap"], rows, notes,
+                sync_command=sync_command)

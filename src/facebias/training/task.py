@@ -1,31 +1,19 @@
 """`train(cfg)`: one training run, from a composed Hydra config to a finished run directory.
 
-The run dir holds `config.yaml`, `checkpoints/{best,last}.ckpt` and `metrics.json` (per-cell test accuracy
-and the stereotypical vs counter-stereotypical gap); W&B gets the same, and is finished in a `finally`.
+The run dir holds `run.json` (the manifest every analysis reads: kind train, config, checkpoints, data,
+W&B identity), `config.yaml`, `checkpoints/{best,last}.ckpt` and `metrics.json` (per-cell test accuracy at
+the 0.5 threshold and the stereotypical vs counter-stereotypical gap); W&B gets the same through the
+stage's `wandb_session`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-
-
-def output_dir() -> Path:
-    from hydra.core.hydra_config import HydraConfig
-
-    return Path(HydraConfig.get().runtime.output_dir)
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON through a temporary name, so a crash never leaves a half-written file behind."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def resolve_precision(trainer_cfg: DictConfig) -> str:
@@ -41,8 +29,6 @@ def quiet_known_warnings() -> None:
     """Silence warnings that are expected by design (they would bury the summary)."""
     import warnings
 
-    # the model, not the datamodule, turns uint8 batches into input (so predict/evaluate/dissect share it)
-    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
@@ -73,14 +59,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
+    from facebias.reporting.console import get_logger
+    from facebias.reporting.files import write_json_atomic
+    from facebias.reporting.wandb import plain_config, run_identity, wandb_session
+    from facebias.runs import TRAIN, RunRecord, output_dir
     from facebias.training.callbacks import build_callbacks
-    from facebias.training.loggers import (
-        build_loggers,
-        finish_wandb,
-        plain_config,
-        run_identity,
-        wandb_logger,
-    )
+    from facebias.training.loggers import build_loggers, wandb_logger
     from facebias.training.report import log_bias_grid, log_test_table, print_summary
 
     check_config(cfg)
@@ -88,22 +72,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(cfg)  # evaluate.py and the analyses log into the same group
+    record = RunRecord(kind=TRAIN, status="running", config=plain_config(cfg), wandb=identity,
+                       checkpoints={"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"},
+                       result="metrics.json")
+    record.write(out)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
         torch.set_float32_matmul_precision("high")
 
-    sync_command = None
-    try:
+    with wandb_session(cfg, out, identity, "train", plain_config(cfg)) as session:
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
         datamodule.setup("fit")
-        print(datamodule.splits.summary())
+        get_logger(__name__).info(datamodule.splits.summary())
+        record.data = datamodule.describe()
+        record.write(out)
         model = hydra.utils.instantiate(cfg.model, _convert_="all", targets=list(cfg.data.targets),
                                         channels_last=torch.cuda.is_available())
         if torch.cuda.is_available():
             model = model.to(memory_format=torch.channels_last)
-        loggers = build_loggers(cfg, out, job_type="train")
+        loggers = build_loggers(cfg, out, session)
         trainer_kwargs = {k: v for k, v in plain_config(cfg.trainer).items() if k != "_target_"}
         trainer_kwargs["precision"] = resolve_precision(cfg.trainer)
         trainer = pl.Trainer(**trainer_kwargs, logger=loggers or False,
@@ -114,26 +104,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = final_metrics(cfg, trainer, model, datamodule, out)
         metrics["seconds"] = round(time.time() - started, 1)
-        metrics["wandb"] = run_identity(cfg)  # evaluate.py and dissect.py log into the same group
+        metrics["wandb"] = identity
         write_json_atomic(out / "metrics.json", metrics)
         if wandb is not None:
             log_test_table(wandb, metrics)
-    finally:
-        sync_command = finish_wandb()
-    print_summary(out, metrics, sync_command)
+    record.status = "finished"
+    record.write(out)
+    print_summary(out, metrics, session.sync_command)
     return metrics
 
 
 def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     """Score the best checkpoint on val and the balanced test split; per-cell accuracy and the gap."""
     from facebias.metrics import cell_accuracy, stereotype_gap
-    from facebias.training.predictions import collect_predictions, summarize_predictions
+    from facebias.metrics.summary import summarize_predictions
+    from facebias.results import SCHEMA_VERSION
+    from facebias.training.predictions import collect_predictions
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:
         model = type(model).load_from_checkpoint(best, weights_only=True)
     description = datamodule.describe()
-    metrics: dict[str, Any] = {"experiment": cfg.get("exp_name"), "family": cfg.get("family"),
+    metrics: dict[str, Any] = {"schema": SCHEMA_VERSION, "experiment": cfg.get("exp_name"), "family": cfg.get("family"),
                                "data": description, "best_checkpoint": best,
                                "last_checkpoint": str(out / "checkpoints" / "last.ckpt"), "threshold": 0.5}
     splits = ("val", "test") if cfg.get("test", True) else ("val",)

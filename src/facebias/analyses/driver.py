@@ -1,0 +1,184 @@
+"""One driver for every analysis: one trained run, or every training run of one or more sweeps.
+
+``analyse(cfg)`` is what evaluate.py and dissect.py call. The analysis comes from the ``analysis`` config
+group (``_target_``); with ``sweep=`` each training run found under the sweep dirs is analysed into
+``<run>/<analysis.subdir>/`` unless a current result exists (same checkpoint file and settings, read
+from run.json), then the analysis summarises the sweep. Results found under a sweep dir whose training
+run lives elsewhere are taken as they are (the newest per training run).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from facebias.analyses.base import Analysis, Context, Result
+from facebias.reporting.console import get_logger
+from facebias.reporting.wandb import plain_config, wandb_session
+from facebias.runs import (
+    TRAIN,
+    RunNotFoundError,
+    RunRecord,
+    TrainedRun,
+    find_runs,
+    is_current,
+    locate_run,
+    output_dir,
+    resolve_path,
+)
+
+log = get_logger(__name__)
+
+
+def build_analysis(cfg: DictConfig) -> Analysis:
+    from hydra.utils import instantiate
+
+    if not isinstance(cfg.get("analysis"), DictConfig) or "_target_" not in cfg.analysis:
+        raise ValueError(f"analysis={cfg.get('analysis')!r}: choose an entry of the analysis config group "
+                         "(conf/analysis/*.yaml), e.g. analysis=units")
+    return instantiate(cfg.analysis)
+
+
+def analyse(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
+    """Entry of evaluate.py and dissect.py: one run (run= / ckpt=) or sweeps (sweep=) into the output dir."""
+    analysis = build_analysis(cfg)
+    settings = analysis.settings(cfg)
+    ctx = Context(cfg, Path(out) if out is not None else output_dir())
+    if cfg.get("sweep"):
+        if cfg.get("run") or cfg.get("ckpt"):
+            raise ValueError("give either sweep=<multirun dir> or run=/ckpt=, not both")
+        return analyse_sweep(analysis, settings, ctx)
+    if cfg.get("run") is None and cfg.get("ckpt") is None:
+        raise ValueError(f"name what to analyse: run=<training run dir> (outputs/train/...) or ckpt=<checkpoint "
+                         f"file>; for every run of a P sweep: sweep=<multirun/train/...> (analysis={analysis.name})")
+    run = locate_run(cfg.get("run"), cfg.get("ckpt"), cfg.get("checkpoint", "best"), search=ctx.search_dirs())
+    return analyse_run(analysis, run, settings, ctx)
+
+
+def analyse_run(analysis: Analysis, run: TrainedRun, settings: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """``analysis.run`` into ``ctx.out`` inside its W&B session, with run.json written before and after."""
+    out = ctx.out
+    out.mkdir(parents=True, exist_ok=True)
+    identity = run.wandb_identity(analysis.job_type or analysis.name)
+    record = RunRecord(kind=analysis.kind, status="running", config=plain_config(ctx.cfg), parent=run.parent(),
+                       settings=dict(settings), result=analysis.result_file, wandb=identity,
+                       data=dict(run.record.data) if run.record else {})
+    record.write(out)
+    log.info("%s of %s into %s", analysis.name, run.run_dir, out)
+    job = Context(ctx.cfg, out, identity=identity)
+    with wandb_session(ctx.cfg, out, identity, analysis.job_type,
+                       analysis.wandb_config(run, settings)) as session:
+        job.wandb = session
+        payload = analysis.run(run, settings, job)
+    record.status = "finished"
+    record.write(out)
+    analysis.print_run(payload, job)
+    return payload
+
+
+def sweep_roots(cfg: DictConfig, ctx: Context) -> list[Path]:
+    """The sweep= dirs (one path or a list), resolved and checked to be directories."""
+    value = cfg.get("sweep")
+    names = [str(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else [str(value)]
+    roots = []
+    for name in names:
+        root = resolve_path(name, "sweep", ctx.search_dirs())
+        if not root.is_dir():
+            raise RunNotFoundError(f"sweep={name}: {root} is not a directory; pass a multirun dir of train.py")
+        roots.append(root)
+    return roots
+
+
+def collect_results(analysis: Analysis, settings: dict[str, Any], ctx: Context, roots: Sequence[Path],
+                    ) -> tuple[list[Result], list[dict[str, str]]]:
+    """A current result for every training run under the roots (analysing those that lack one), plus
+    results under the roots whose training run is elsewhere; and the runs that had to be skipped."""
+    training = sorted({run_dir for root in roots for run_dir in find_runs(root, TRAIN)})
+    existing = [_result(d) for root in roots for d in find_runs(root, analysis.kind)]
+    existing += [_result(d) for run_dir in training for d in find_runs(run_dir, analysis.kind)
+                 if not any(_under(d, root) for root in roots)]
+    existing = [r for r in existing if r is not None]
+    if not training and not existing:
+        raise RunNotFoundError(
+            f"sweep={', '.join(map(str, roots))}: found no training run (a dir whose run.json says kind 'train', "
+            f"written by train.py) and no {analysis.name} result under it; point sweep= at a multirun dir such "
+            "as multirun/train/<date>_<pid>")
+    results, skipped, covered = [], [], set()
+    for run_dir in training:
+        try:
+            run = locate_run(run=str(run_dir), checkpoint=settings.get("checkpoint", "best"))
+        except (RunNotFoundError, ValueError) as error:
+            skipped.append({"run_dir": str(run_dir), "reason": str(error)})
+            warnings.warn(f"skipping {run_dir}: {error}", RuntimeWarning, stacklevel=2)
+            continue
+        covered.add(str(run.run_dir))
+        current = [r for r in existing if Path((r.record.parent or {}).get("run_dir", "")) == run.run_dir
+                   and is_current(r.record, run, settings)]
+        if current and not ctx.cfg.get("force", False):
+            results.append(max(current, key=lambda r: r.record.created))
+            continue
+        out = run.run_dir / analysis.subdir
+        payload = analyse_run(analysis, run, settings, Context(ctx.cfg, out))
+        results.append(Result(out, RunRecord.read(out), payload))
+    newest: dict[str, Result] = {}
+    for result in existing:  # results whose training run is not under the roots
+        source = str((result.record.parent or {}).get("run_dir"))
+        if source in covered:
+            continue
+        if source not in newest or result.record.created > newest[source].record.created:
+            newest[source] = result
+    results.extend(newest.values())
+    return results, skipped
+
+
+def analyse_sweep(analysis: Analysis, settings: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Every run of the sweeps (reusing current results), then ``analysis.summarize`` in its own W&B session."""
+    if analysis.summary_file is None:
+        return analysis.summarize([], [], settings, ctx)  # raises: no sweep form
+    roots = sweep_roots(ctx.cfg, ctx)
+    results, skipped = collect_results(analysis, settings, ctx, roots)
+    if not results:
+        raise RunNotFoundError(f"sweep={', '.join(map(str, roots))}: no run could be analysed; skipped: "
+                               + "; ".join(f"{s['run_dir']}: {s['reason']}" for s in skipped))
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    identity = sweep_identity(roots, results, analysis)
+    record = RunRecord(kind=f"{analysis.kind}-sweep", status="running", config=plain_config(ctx.cfg),
+                       settings=dict(settings), result=analysis.summary_file, wandb=identity)
+    record.write(ctx.out)
+    job = Context(ctx.cfg, ctx.out, identity=identity, roots=roots)
+    with wandb_session(ctx.cfg, ctx.out, identity, analysis.job_type,
+                       {"sweep_dirs": [str(r) for r in roots], "runs": len(results)}) as session:
+        job.wandb = session
+        summary = analysis.summarize(results, skipped, settings, job)
+    record.status = "finished"
+    record.write(ctx.out)
+    analysis.print_sweep(summary, job)
+    return summary
+
+
+def sweep_identity(roots: Sequence[Path], results: Sequence[Result], analysis: Analysis) -> dict[str, str]:
+    """The sweep's W&B group when all its runs share one (a train multirun does), else one named after the dirs."""
+    name = roots[0].name if len(roots) == 1 else "+".join(root.name for root in roots)
+    groups = {r.record.wandb.get("group") for r in results if r.record.wandb.get("group")}
+    group = groups.pop() if len(groups) == 1 else f"sweep-{name}"
+    return {"group": group, "name": f"{analysis.name} summary {name}"}
+
+
+def _result(run_dir: Path) -> Result | None:
+    try:
+        record = RunRecord.read(run_dir)
+        payload = record.result_payload(run_dir)
+    except (RunNotFoundError, ValueError) as error:
+        warnings.warn(f"skipping {run_dir}: {error}", RuntimeWarning, stacklevel=2)
+        return None
+    if payload is None or record.status != "finished":
+        return None
+    return Result(run_dir, record, payload)
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents

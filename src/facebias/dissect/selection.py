@@ -1,0 +1,121 @@
+"""The faces a run is dissected (or explained) on: a balanced, seeded subset of one split, as the model sees
+them and as a person does, and their Face Dictionary (plus, on SynthFaces, its quality against the exact masks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class DictionaryFaces:
+    """The faces a run is dissected on, as the model sees them and as a person does."""
+
+    split: str
+    rows: np.ndarray  # (n,) FaceTable rows
+    cells: np.ndarray  # (n, 2) target (first head) and bias concept of each face
+    gray: np.ndarray  # (n,) bool: shown in grayscale (the planted grayscale concept)
+    pixels: torch.Tensor  # (n, S, S, 3) uint8, grayscale applied: what the patches show
+    inputs: torch.Tensor  # (n, 3, S, S) float model input
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def balanced_subset(cells: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most ``limit`` indices (ascending), spread evenly over the distinct rows of ``cells``.
+
+    Quotas are water-filled from the smallest cell up: each cell gets an equal share of what is left,
+    and a cell too small for its share gives the rest to the larger ones. Within a cell the draw is a
+    seeded random choice. All indices when limit is None or not below the number of rows.
+    """
+    n = len(cells)
+    if limit is None or limit >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    _, inverse = np.unique(np.asarray(cells).reshape(n, -1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups = [rng.permutation(np.flatnonzero(inverse == g)) for g in range(int(inverse.max()) + 1)]
+    chosen, remaining = [], limit
+    for i, g in enumerate(sorted(range(len(groups)), key=lambda g: len(groups[g]))):
+        take = min(len(groups[g]), remaining // (len(groups) - i))
+        chosen.append(groups[g][:take])
+        remaining -= take
+    return np.sort(np.concatenate(chosen))
+
+
+def select_faces(datamodule, model: nn.Module, split: str, max_images: int | None, seed: int,
+                 batch_size: int) -> DictionaryFaces:
+    """The split's faces (a balanced subset of at most max_images), through the model's own input transform."""
+    from facebias.data.transforms import to_grayscale, to_model_input
+
+    dataset = datamodule.dataset(split)
+    cells = np.stack([dataset.targets[:, 0], dataset.concept], axis=1).astype(np.int64)
+    picked = balanced_subset(cells, max_images, seed)
+    if len(picked) == 0:
+        raise ValueError(f"the {split} split of the run is empty: nothing to dissect; choose split=val or train")
+    pixels, inputs = [], []
+    for start in range(0, len(picked), batch_size):
+        batch = dataset.__getitems__(picked[start:start + batch_size])
+        shown = to_grayscale(batch["image"], batch["gray"])
+        preprocess = getattr(model, "preprocess", None)
+        x = preprocess(batch)["image"] if preprocess is not None else to_model_input(shown)
+        pixels.append(shown)
+        inputs.append(x.float().contiguous())
+    return DictionaryFaces(split=split, rows=dataset.rows[picked].astype(np.int64), cells=cells[picked],
+                           gray=np.asarray(dataset.gray[picked]).astype(bool), pixels=torch.cat(pixels),
+                           inputs=torch.cat(inputs))
+
+
+def available_concepts(table, requested: list[str] | None) -> tuple[str, ...]:
+    """The requested local concepts, or every one whose conditioning attribute the table has."""
+    from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
+
+    if requested is not None:
+        unknown = [c for c in requested if c not in LOCAL_CONCEPTS]
+        if unknown:
+            raise ValueError(f"concepts={requested}: unknown {unknown}; the Face Dictionary knows "
+                             f"{', '.join(LOCAL_CONCEPTS)}")
+        return tuple(requested)
+    return tuple(c for c in LOCAL_CONCEPTS
+                 if c not in ATTRIBUTE_OF_CONCEPT or ATTRIBUTE_OF_CONCEPT[c][0] in table.attr_names)
+
+
+def dictionary_options(settings: dict[str, Any], mask_size: int, concepts: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {"mask_size": mask_size, "concepts": concepts}
+    if settings["confidence"] is not None:
+        options["confidence"] = settings["confidence"]
+    return options
+
+
+def build_dictionary(datamodule, faces: DictionaryFaces, options: dict[str, Any]):
+    """The Face Dictionary of the faces; groups Male, Young, Pale_Skin (where the data has them) and grayscale
+    (where the run planted it: the per-image flags of the split)."""
+    from facebias.data.bias import GRAYSCALE
+    from facebias.faces.dictionary import dictionary_for_table
+
+    grayscale = faces.gray.astype(np.int64) if datamodule.concept == GRAYSCALE else None
+    return dictionary_for_table(datamodule.table, faces.rows, grayscale=grayscale, **options)
+
+
+def dictionary_quality(table, rows: np.ndarray, options: dict[str, Any], n_images: int) -> dict[str, Any] | None:
+    """SynthFaces only: mean per-image IoU of each ellipse concept against the exact masks (first n faces)."""
+    if table.source != "synthfaces" or n_images == 0:
+        return None
+    from facebias.data.synthfaces import load_masks
+    from facebias.faces.dictionary import dictionary_for_table, score_against_exact
+
+    subset = rows[:n_images]
+    faces = np.array([int(Path(table.filenames[r]).stem) - 1 for r in subset])  # 000001.jpg is face 0
+    exact = load_masks(table.image_dir.parent, faces)
+    scores = score_against_exact(dictionary_for_table(table, subset, **options), exact)
+    return {"images": len(subset), "mean_iou": scores,
+            "definition": "mean over faces of IoU(ellipse mask, exact mask) in the crop at mask_size; faces where "
+                          "both are empty (absent attribute) are skipped"}
+

@@ -1,0 +1,134 @@
+"""What the result files hold, key by key: metrics.json (train and evaluate) and dissect.json.
+
+TypedDicts, so a reader knows what a key means without reading the writer, and a type checker can
+follow ``metrics["heads"]["Male"]["test"]["AP_median"]``. Every file carries ``schema`` =
+``SCHEMA_VERSION``; a reader refuses a newer schema rather than misreading it. Fractions throughout
+(AP 0.91, not 91); the CSV tables are the ones scaled x100. NaN is written as null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 1
+
+
+class CellAccuracy(TypedDict):
+    accuracy: float | None  # accuracy of the cell's images; null for an empty cell
+    count: int
+
+
+class StereotypeGap(TypedDict, total=False):
+    stereotypical: float  # mean accuracy of the stereotypical cells (each cell weighted once)
+    counter_stereotypical: float
+    gap: float  # stereotypical - counter_stereotypical
+    direction: str  # positive: P(y=1 | c=1) >= P(y=1 | c=0) in training
+
+
+class TestMetrics(TypedDict, total=False):
+    """Test-split numbers of one head at its calibrated threshold: point values and, with a bootstrap,
+    ``<metric>_median`` / ``<metric>_std`` for AP, DEO, BA, BA_ref and KL (KL's pool the 4·B directions)."""
+
+    n: int
+    positives: int
+    accuracy: float
+    AP: float
+    DEO: float  # |TPR(g=0) - TPR(g=1)|
+    BA: float  # directional BA attribute -> task, direction from the training split (docs/design.md §5)
+    BA_ref: float  # the same with the direction from the evaluated split (gan-debiasing's); 0 on balanced tests
+    KL: float  # mean of the four single-direction KL divergences (KL_pos_01, KL_pos_10, KL_neg_01, KL_neg_10)
+
+
+class HeadEvaluation(TypedDict):
+    threshold: float  # calibrated on val: the cp-th largest val score, predict score > threshold
+    val: dict[str, int]  # n, positives
+    test: TestMetrics
+    cells: dict[str, CellAccuracy]  # y1_c1, y1_c0, y0_c1, y0_c0 (target x cell variable)
+    gap: StereotypeGap
+    stereotype: dict[str, Any]  # direction and the training rates it was read from
+    warnings: list[str]
+
+
+class Source(TypedDict):
+    run_dir: str  # the training run
+    checkpoint: str
+    checkpoint_mtime: float
+    checkpoint_size: int
+
+
+class EvaluationMetrics(TypedDict, total=False):
+    """metrics.json of evaluate.py (analysis=fairness)."""
+
+    schema: int
+    job: str  # "evaluate"
+    source: Source
+    experiment: str
+    family: str
+    P: float | None  # the planted P, null without a planted concept
+    concept: str | None
+    targets: list[str]
+    train_seed: int
+    settings: dict[str, Any]  # n_bootstrap, seed, checkpoint, precision, protected_override, threshold rule
+    data: dict[str, Any]  # the data module's description (source, splits, N)
+    protected: str  # g of the fairness metrics
+    cell_by: str  # the cell variable (the planted concept, else the protected attribute)
+    heads: dict[str, HeadEvaluation]
+    categories: dict[str, Any] | None  # the reference's category averages (protected Male only)
+    wandb: dict[str, str]  # group and name
+    files: list[str]
+    seconds: float
+
+
+class TrainingMetrics(TypedDict, total=False):
+    """metrics.json of train.py. Cell accuracies and the gap here use the 0.5 threshold on the sigmoid
+    (``threshold``); evaluate.py reports them at the calibrated threshold."""
+
+    schema: int
+    experiment: str | None
+    family: str | None
+    data: dict[str, Any]
+    best_checkpoint: str
+    last_checkpoint: str
+    threshold: float  # 0.5
+    val: dict[str, float]  # AP (mean over heads), AP_<head>, acc_<head>, acc, acc_y1_c1 ..., gap ...
+    test: dict[str, float]
+    test_cells: dict[str, CellAccuracy]
+    test_gap: StereotypeGap
+    seconds: float
+    wandb: dict[str, str]
+
+
+class LayerDissection(TypedDict):
+    shape: list[int]  # units, h, w of the layer's map at the model's input size
+    units: int
+    detectors: int  # units whose best concept's IoU exceeds the threshold
+    by_region: dict[str, int]  # detectors per face region
+    by_concept: dict[str, int]  # detectors per concept
+    biased: dict[str, dict[str, int]]  # per non-local group: biased, toward_1, toward_0
+
+
+class DissectionResult(TypedDict, total=False):
+    """dissect.json of dissect.py analysis=units."""
+
+    schema: int
+    job: str  # "dissect"
+    source: Source
+    experiment: str
+    family: str
+    P: float | None
+    concept: str | None
+    targets: list[str]
+    train_seed: int
+    settings: dict[str, Any]
+    network: str
+    image_size: int
+    device: str
+    dictionary: dict[str, Any]  # split, n_images, mask_size, confidence, concepts, regions, groups, cells
+    pairing: dict[str, Any]  # quantile, iou_threshold, rule
+    nonlocal_rule: str
+    layers: dict[str, LayerDissection]
+    strongest_detectors: list[dict[str, Any]]
+    dictionary_quality: dict[str, Any] | None  # SynthFaces: mean IoU of each ellipse concept vs the exact mask
+    wandb: dict[str, str]
+    files: list[str]
+    seconds: float
