@@ -103,7 +103,7 @@ def brute_force(scores: np.ndarray, labels: np.ndarray, thresholds) -> tuple[flo
 ALL_HUNDREDTHS = [k / 100 for k in range(1, 100)]
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(20))
 def test_f1_threshold_against_brute_force(seed: int) -> None:
     scores, labels = random_scores(seed)
     # grid search: the same best F1 and threshold as a brute force over every hundredth
@@ -119,11 +119,12 @@ def test_f1_threshold_against_brute_force(seed: int) -> None:
 
 
 def test_f1_reference_search_is_local_as_documented() -> None:
-    """Seed 30 of the random family has a higher F1 peak the coarse-then-fine search cannot reach."""
-    scores, labels = random_scores(30)
+    """Seed 1 of the random family: its best hundredth (0.65) lies outside the window the coarse best opens."""
+    scores, labels = random_scores(1)
     ref, grid = f1_threshold(scores, labels), f1_threshold(scores, labels, search="grid")
     best_f1, _ = brute_force(scores, labels, ALL_HUNDREDTHS)
     assert ref.f1 < grid.f1 == pytest.approx(best_f1)
+    assert abs(ref.threshold - grid.threshold) > 0.09
 
 
 def test_f1_threshold_ties_keep_the_lowest_threshold() -> None:

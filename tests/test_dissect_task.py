@@ -18,12 +18,15 @@ from conftest import compose
 from test_evaluate import run_script, shared_sweep
 from wandb_records import find_runs, read_run
 
+from facebias.analyses.driver import analyse
+from facebias.analyses.units import ALL_LAYERS, spearman, spearman_rows, sweep_rows
+from facebias.dissect.layers import default_blocks, feature_map_layers, resolve_layers
 from facebias.dissect.patches import region_box
-from facebias.dissect.sweep import ALL_LAYERS, spearman, spearman_rows, sweep_rows
-from facebias.dissect.task import balanced_subset, default_blocks, feature_map_layers, resolve_layers
-from facebias.evaluation.runs import locate_run
-from facebias.evaluation.tables import read_csv
+from facebias.dissect.selection import balanced_subset
 from facebias.models.backbones import small_cnn
+from facebias.reporting.files import read_csv
+from facebias.runs import RunNotFoundError
+from facebias.runs import find_runs as find_run_dirs
 
 # ---------------------------------------------------------------------------------------------- units
 
@@ -135,15 +138,17 @@ def test_sweep_rows_and_spearman_rho_by_hand(tmp_path):
     assert spearman([1, 2, 3], [3, 2, 1])[0] == pytest.approx(-1.0)
 
 
-def test_sweep_option_is_checked_before_anything_runs():
-    from facebias.dissect.task import dissect_task
+def test_options_are_checked_before_anything_runs(tmp_path):
+    from hydra.errors import MissingConfigException
 
-    with pytest.raises(ValueError, match=r"add analysis=sweep"):
-        dissect_task(compose(["sweep=/somewhere", "logger=none"], "dissect"))
-    with pytest.raises(ValueError, match=r"name what to dissect: run=<training run dir>"):
-        dissect_task(compose(["logger=none"], "dissect"))
-    with pytest.raises(ValueError, match=r"analysis='regions': use one of units, layers, sweep"):
-        dissect_task(compose(["analysis=regions", "logger=none"], "dissect"))
+    with pytest.raises(RunNotFoundError, match=r"sweep=/somewhere: no such file or directory"):
+        analyse(compose(["sweep=/somewhere", "logger=none"], "dissect"), tmp_path)
+    with pytest.raises(ValueError, match=r"analysis=layers has no sweep form"):
+        analyse(compose(["analysis=layers", f"sweep={tmp_path}", "logger=none"], "dissect"), tmp_path)
+    with pytest.raises(ValueError, match=r"name what to analyse: run=<training run dir>"):
+        analyse(compose(["logger=none"], "dissect"), tmp_path)
+    with pytest.raises(MissingConfigException, match=r"analysis.*regions"):  # Hydra lists the valid options
+        compose(["analysis=regions", "logger=none"], "dissect")
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -156,7 +161,7 @@ def sweep_dir(data_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def p100_run(sweep_dir) -> Path:
-    (run_dir,) = [p.parent for p in sweep_dir.glob("*/config.yaml") if "p100" in p.parent.name]
+    (run_dir,) = [p for p in find_run_dirs(sweep_dir, "train") if "p100" in p.name]
     return run_dir
 
 
@@ -254,25 +259,20 @@ def test_report_quality_and_wandb(dissected, p100_run):
 
 
 def test_layers_are_listed_and_a_wrong_layer_name_lists_the_valid_ones(p100_run, tmp_path):
-    from facebias.dissect.task import describe_layers, dissect_run
-
-    run = locate_run(run=str(p100_run))
-    summary = describe_layers(run, compose(["logger=none"], "dissect"), tmp_path)
+    summary = analyse(compose(["analysis=layers", f"run={p100_run}", "logger=none"], "dissect"), tmp_path)
     assert summary["default_layers"] == ["0", "1", "2", "3"]
     shapes = {r["layer"]: r["shape"] for r in summary["layers"]}
     assert shapes["2"] == [128, 4, 4] and shapes["6"] == [1]  # the head: a logit, not a map
     assert json.loads((tmp_path / "layers.json").read_text())["image_size"] == 32
-    cfg = compose(["logger=none", "layers=[layer4]", f"paths.root_dir={tmp_path}"], "dissect")
+    cfg = compose(["logger=none", "layers=[layer4]", f"run={p100_run}", f"paths.root_dir={tmp_path}"], "dissect")
     with pytest.raises(ValueError, match=r"no layer 'layer4'.*Valid names .*0 \(32, 16, 16\), .*3 \(256, 2, 2\)"):
-        dissect_run(run, cfg, tmp_path / "out")
+        analyse(cfg, tmp_path / "out")
 
 
 def test_sweep_writes_one_row_per_p_and_layer_and_reuses_dissections(sweep_dir, tmp_path):
-    from facebias.dissect.sweep import dissect_sweep
-
-    cfg = compose(["analysis=sweep", f"sweep={sweep_dir}", "logger=none", "layers=[2,3]", "exact_check_images=0",
+    cfg = compose(["analysis=units", f"sweep={sweep_dir}", "logger=none", "layers=[2,3]", "exact_check_images=0",
                   "top_detectors=2", "top_images=2", f"paths.root_dir={tmp_path}"], "dissect")
-    summary = dissect_sweep(cfg, tmp_path / "out")
+    summary = analyse(cfg, tmp_path / "out")
     rows = read_csv(tmp_path / "out" / "dissect_sweep.csv")
     assert sorted((float(r["P"]), r["layer"]) for r in rows) == [(50, "2"), (50, "3"), (100, "2"), (100, "3")]
     assert (tmp_path / "out" / "dissect_vs_p.png").stat().st_size > 10_000
@@ -290,5 +290,5 @@ def test_sweep_writes_one_row_per_p_and_layer_and_reuses_dissections(sweep_dir, 
 
     stamps = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/dissect/dissect.json")}
     assert len(stamps) == 2
-    dissect_sweep(cfg, tmp_path / "again")  # same settings: the dissections are reused, not redone
+    analyse(cfg, tmp_path / "again")  # same settings: the dissections are reused, not redone
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps

@@ -28,8 +28,10 @@ from facebias.evaluation.attributes import (
 )
 from facebias.evaluation.heads import EvaluationInputError, evaluate_head, stereotype_direction
 from facebias.evaluation.plots import reliability_curve
-from facebias.evaluation.runs import RunNotFoundError, locate_run
-from facebias.evaluation.tables import attribute_row, json_safe, read_csv
+from facebias.evaluation.tables import attribute_row
+from facebias.reporting.files import json_safe, read_csv
+from facebias.runs import RunNotFoundError, RunRecord, locate_run
+from facebias.runs import find_runs as find_run_dirs
 
 # ---------------------------------------------------------------------------------------------- units
 
@@ -96,7 +98,7 @@ def test_one_class_head_names_head_and_split():
 def test_run_without_protected_attribute_is_refused():
     from types import SimpleNamespace
 
-    from facebias.evaluation.task import analyse
+    from facebias.analyses.fairness import analyse
 
     run = SimpleNamespace(run_dir=Path("/runs/x"), targets=["Male", "Smiling"], concept=None)
     with pytest.raises(EvaluationInputError, match=r"no protected attribute.*data.protected=<attribute>"):
@@ -133,23 +135,26 @@ def test_attribute_row_scales_and_json_safe():
 def test_missing_run_parts_are_named(tmp_path):
     empty = tmp_path / "run"
     empty.mkdir()
-    with pytest.raises(RunNotFoundError, match=r"run/config.yaml is missing.*checkpoints/best.ckpt"):
+    with pytest.raises(RunNotFoundError, match=r"run/run.json is missing.*checkpoints/best.ckpt"):
         locate_run(run=str(empty))
-    (empty / "config.yaml").write_text("data:\n  targets: [Male]\n")
+    RunRecord(kind="train", config={"data": {"targets": ["Male"]}}).write(empty)
     with pytest.raises(RunNotFoundError, match=r"no checkpoint; expected .*checkpoints/best.ckpt"):
         locate_run(run=str(empty))
     stray = tmp_path / "elsewhere" / "model.ckpt"
     stray.parent.mkdir()
     stray.write_bytes(b"")
-    with pytest.raises(RunNotFoundError, match=r"no training config next to the checkpoint.*elsewhere/config.yaml"):
+    with pytest.raises(RunNotFoundError, match=r"no training run manifest next to the checkpoint.*elsewhere/run.json"):
         locate_run(ckpt=str(stray))
     with pytest.raises(RunNotFoundError, match=r"run=nowhere: no such file or directory"):
         locate_run(run="nowhere")
     sweep = tmp_path / "sweep"
     (sweep / "0_p50").mkdir(parents=True)
-    shutil.copy(empty / "config.yaml", sweep / "0_p50" / "config.yaml")
+    shutil.copy(empty / "run.json", sweep / "0_p50" / "run.json")
     with pytest.raises(RunNotFoundError, match=r"multirun dir, use sweep="):
         locate_run(run=str(sweep))
+    RunRecord(kind="eval", parent={"run_dir": str(empty)}).write(tmp_path / "an_eval")
+    with pytest.raises(RunNotFoundError, match=r"holds a 'eval' run, not a training run"):
+        locate_run(run=str(tmp_path / "an_eval"))
     with pytest.raises(ValueError, match=r"run=<training run dir>"):
         locate_run()
 
@@ -168,7 +173,7 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 
 
 def train_tiny(root: Path, data_dir: Path, *overrides: str) -> Path:
     run_script("train.py", *TINY, f"paths.root_dir={root}", f"paths.data_dir={data_dir}", *overrides)
-    (run_dir,) = sorted(p.parent for p in root.rglob("config.yaml") if (p.parent / "checkpoints").is_dir())
+    (run_dir,) = find_run_dirs(root, "train")
     return run_dir
 
 
@@ -216,7 +221,7 @@ def shared_sweep(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def p100_run(data_dir) -> Path:
-    (run_dir,) = [p.parent for p in shared_sweep(data_dir).glob("*/config.yaml") if "p100" in p.parent.name]
+    (run_dir,) = [p for p in find_run_dirs(shared_sweep(data_dir), "train") if "p100" in p.name]
     return run_dir
 
 
@@ -289,25 +294,27 @@ def test_cli_without_a_run_says_what_to_pass(tmp_path):
 
 
 def test_ckpt_finds_its_config_and_evaluates(p100_run, tmp_path):
-    from facebias.evaluation.task import evaluate_run
+    from facebias.analyses.driver import analyse
 
-    run = locate_run(ckpt=str(p100_run / "checkpoints" / "last.ckpt"))
+    ckpt = p100_run / "checkpoints" / "last.ckpt"
+    run = locate_run(ckpt=str(ckpt))
     assert run.run_dir == p100_run.resolve() and run.checkpoint.name == "last.ckpt"
-    cfg = compose(["logger=none", "n_bootstrap=0", "plots=false", f"paths.root_dir={tmp_path}"], "evaluate")
-    metrics = evaluate_run(run, cfg, tmp_path / "out")
+    cfg = compose(["logger=none", "n_bootstrap=0", "plots=false", f"ckpt={ckpt}", f"paths.root_dir={tmp_path}"],
+                  "evaluate")
+    metrics = analyse(cfg, tmp_path / "out")
     assert metrics["source"]["checkpoint"].endswith("last.ckpt") and "AP_median" not in metrics["heads"]["Male"]["test"]
     assert not (tmp_path / "out" / "plots").exists()
 
 
 def test_multi_attribute_model_gives_table_and_category_averages(tmp_path_factory, data_dir):
-    from facebias.evaluation.task import evaluate_run
+    from facebias.analyses.driver import analyse
 
     root = tmp_path_factory.mktemp("multi")
     run_dir = train_tiny(root, data_dir, "data.targets=[Smiling,Eyeglasses,Young]", "data.protected=Male",
                          "+trainer.limit_train_batches=4")
-    cfg = compose(["logger=none", "n_bootstrap=50", f"paths.root_dir={root}"], "evaluate")
+    cfg = compose(["logger=none", "n_bootstrap=50", f"run={run_dir}", f"paths.root_dir={root}"], "evaluate")
     out = root / "eval"
-    metrics = evaluate_run(locate_run(run=str(run_dir)), cfg, out)
+    metrics = analyse(cfg, out)
     assert metrics["protected"] == "Male" and metrics["cell_by"] == "Male"  # no planted concept: cells by gender
     rows = {r["attribute"]: r for r in read_csv(out / "metrics.csv")}
     assert list(rows) == ["Smiling", "Eyeglasses", "Young"]

@@ -10,10 +10,11 @@ import pytest
 from conftest import compose
 from test_evaluate import run_script, shared_sweep
 
+from facebias.analyses.driver import analyse
+from facebias.analyses.fairness import sweep_rows
 from facebias.evaluation.plots import sweep_plot
-from facebias.evaluation.runs import RunNotFoundError
-from facebias.evaluation.sweep import find_training_runs, summarise_sweep, sweep_rows
-from facebias.evaluation.tables import read_csv
+from facebias.reporting.files import read_csv
+from facebias.runs import RunNotFoundError, RunRecord, find_runs
 
 
 def fake_evaluation(family: str, p: float, ap: float, seed: int = 0) -> dict:
@@ -38,18 +39,18 @@ def test_sweep_rows_are_sorted_by_family_and_p(tmp_path):
 
 def test_sweep_of_an_empty_dir_says_what_it_looks_for(tmp_path):
     cfg = compose(["logger=none", f"sweep={tmp_path}", f"paths.root_dir={tmp_path}"], "evaluate")
-    with pytest.raises(RunNotFoundError, match=r"found no training run .*config.yaml and checkpoints/"):
-        summarise_sweep(cfg, tmp_path / "out")
+    with pytest.raises(RunNotFoundError, match=r"found no training run .*run.json says kind 'train'"):
+        analyse(cfg, tmp_path / "out")
 
 
 def test_runs_that_cannot_be_evaluated_are_named(tmp_path):
     broken = tmp_path / "sweep" / "0_p50"
     (broken / "checkpoints").mkdir(parents=True)  # training died before its first checkpoint
-    (broken / "config.yaml").write_text("data:\n  targets: [Male]\n")
+    RunRecord(kind="train", config={"data": {"targets": ["Male"]}}).write(broken)
     cfg = compose(["logger=none", f"sweep={tmp_path / 'sweep'}", f"paths.root_dir={tmp_path}"], "evaluate")
     with pytest.warns(RuntimeWarning, match="skipping"), \
-            pytest.raises(RunNotFoundError, match=r"no run could be evaluated; skipped: .*0_p50.*no checkpoint"):
-        summarise_sweep(cfg, tmp_path / "out")
+            pytest.raises(RunNotFoundError, match=r"no run could be analysed; skipped: .*0_p50.*no checkpoint"):
+        analyse(cfg, tmp_path / "out")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_sweep_summary_has_one_row_per_p_sorted(summarised, sweep_dir):
     assert (out / "sweep_vs_p.png").stat().st_size > 10_000
     summary = json.loads((out / "sweep_summary.json").read_text())
     assert summary["runs"] == 2 and summary["skipped"] == []
-    assert len(find_training_runs(sweep_dir)) == 2
+    assert len(find_runs(sweep_dir, "train")) == 2
 
 
 def test_second_summary_reuses_current_evaluations(summarised, sweep_dir, tmp_path):
@@ -87,7 +88,7 @@ def test_second_summary_reuses_current_evaluations(summarised, sweep_dir, tmp_pa
     assert len(evals) == 2
     before = {p: p.stat().st_mtime for p in evals}
     cfg = compose(["logger=none", "n_bootstrap=50", f"sweep={sweep_dir}", f"paths.root_dir={tmp_path}"], "evaluate")
-    summary = summarise_sweep(cfg, tmp_path / "again")
+    summary = analyse(cfg, tmp_path / "again")
     assert {p: p.stat().st_mtime for p in evals} == before  # nothing re-evaluated
     assert [r["P"] for r in summary["rows"]] == [50.0, 100.0]
     # evaluate.py outputs alone (e.g. a multirun of evaluate.py) are summarised as they are
@@ -95,6 +96,6 @@ def test_second_summary_reuses_current_evaluations(summarised, sweep_dir, tmp_pa
     for i, path in enumerate(evals):
         shutil.copytree(path.parent, copies / f"{i}_job")
     cfg = compose(["logger=none", f"sweep={copies}", f"paths.root_dir={tmp_path}"], "evaluate")
-    summary = summarise_sweep(cfg, tmp_path / "from_evals")
+    summary = analyse(cfg, tmp_path / "from_evals")
     assert [r["P"] for r in summary["rows"]] == [50.0, 100.0]
-    assert {Path(r["eval_dir"]).parent for r in summary["rows"]} == {copies}
+    assert {Path(r["eval_dir"]).parent for r in summary["rows"]} == {Path("evals")}  # relative to paths.root_dir

@@ -116,3 +116,19 @@ def test_same_seed_gives_identical_weights_on_cpu(fitted, tmp_path, data_dir):
     assert first["state_dict"].keys() == second["state_dict"].keys()
     for key, value in first["state_dict"].items():
         assert torch.equal(value, second["state_dict"][key]), key
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_records_the_best(tmp_path, data_dir):
+    """`-m hparams_search=optuna`: each trial is a train.py job returning val/AP; optuna records the best."""
+    import yaml
+
+    result = run_train(tmp_path, data_dir, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    jobs = run_dirs(tmp_path / "multirun")
+    assert len(jobs) == 2, result.stdout[-2000:]
+    aps = [json.loads((job / "metrics.json").read_text())["val"]["AP"] for job in jobs]
+    assert all(0.0 <= ap <= 1.0 for ap in aps)
+    (results,) = (tmp_path / "multirun").rglob("optimization_results.yaml")
+    best = yaml.safe_load(results.read_text())
+    assert best["name"] == "optuna" and "model.optimizer.lr" in best["best_params"]
+    assert best["best_value"] == pytest.approx(max(aps))  # direction: maximize, val/AP as train.py returns it

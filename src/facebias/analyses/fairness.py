@@ -26,7 +26,7 @@ from facebias.runs import TrainedRun, build_datamodule, load_model
 SPLITS = ("val", "test")
 DATA_OVERRIDES = ("data_dir", "eval_batch_size", "num_workers", "progress", "protected")
 LEADING_COLUMNS = ("family", "P", "attribute", "experiment", "train_seed")
-SHOWN = ("AP", "DEO", "BA", "KL")
+SHOWN = ("AP", "DEO", "BA", "BA_ref", "KL")
 
 
 class Fairness(Analysis):
@@ -152,7 +152,7 @@ def analyse(run: TrainedRun, datamodule, predictions: dict[str, dict[str, np.nda
     cell_key, cell_by = ("concept", run.concept) if has_concept else ("protected", protected)
     train_cells = train.concept if has_concept else train.protected
     heads = evaluate_heads(run.targets, predictions["val"], predictions["test"], train.targets, train_cells,
-                           cell_key, n_bootstrap, seed, protected)
+                           cell_key, n_bootstrap, seed, protected, train_protected=train.protected)
     result: dict[str, Any] = {"protected": protected, "cell_by": cell_by, "heads": heads, "categories": None}
     if protected == CATEGORY_PROTECTED:
         result["categories"] = category_averages({name: head["test"] for name, head in heads.items()})

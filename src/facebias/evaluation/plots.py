@@ -127,7 +127,7 @@ def sweep_plot(path: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -
                         label=name)
             drawn = drawn or bool(np.isfinite(centre).any())
         if not drawn:
-            ax.text(0.5, 0.5, "no value for any run: NaN (too few test\nimages per cell) or not in these results",
+            ax.text(0.5, 0.5, "no value for any run:\nNaN (too few test images per cell)\nor not in these results",
                     ha="center", va="center", transform=ax.transAxes, fontsize=9, color="gray")
         ax.set_xlabel("P (% of target positives with the concept)")
         ax.set_title(label)

@@ -57,7 +57,7 @@ class Generator(ABC):
             )
         if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
             raise ValueError(f"{type(self).__name__}: latents must be real numbers, got dtype {array.dtype}")
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.array(array, dtype=np.float32, order="C")  # a writable copy (torch refuses read-only memmaps)
         if not np.isfinite(array).all():
             raise ValueError(f"{type(self).__name__}: latents contain NaN or infinite values")
         return array

@@ -52,10 +52,19 @@ def run_identity(cfg: DictConfig) -> dict[str, str]:
 
 
 def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as plain containers (W&B and checkpoints refuse DictConfig)."""
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    return dict(cfg)
+    """The resolved config as plain containers (W&B and checkpoints refuse DictConfig); Hydra's own node, present
+    when a config is composed outside a Hydra job, is left out. Outside a job `${hydra:...}` cannot resolve:
+    the config is then kept unresolved rather than lost."""
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    from omegaconf.errors import OmegaConfBaseException
+
+    plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+    plain.pop("hydra", None)
+    try:
+        return OmegaConf.to_container(OmegaConf.create(plain), resolve=True, throw_on_missing=False)
+    except (OmegaConfBaseException, ValueError):
+        return plain
 
 
 def wandb_enabled(cfg: DictConfig) -> bool:
