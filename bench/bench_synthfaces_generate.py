@@ -1,4 +1,4 @@
-"""How long does SynthFaces take to generate? (DESIGN.md 3: about a minute for tens of thousands.)
+"""How long does SynthFaces take to generate? (docs/design.md §3: about a minute for tens of thousands.)
 
     .venv/bin/python bench/bench_synthfaces_generate.py --n-faces 24000 --workers 2
 

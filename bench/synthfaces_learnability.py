@@ -1,6 +1,6 @@
 """Is SynthFaces' gender learnable but not trivial, and are eyeglasses and grayscale obvious?
 
-DESIGN.md 3 asks for a small CNN trained on balanced data to reach roughly 85-93 % test accuracy on
+docs/design.md §3 asks for a small CNN trained on balanced data to reach roughly 85-93 % test accuracy on
 Male while Eyeglasses and grayscale-vs-colour are near perfect (>= 98 %). This script checks that
 with a real training run on the generated JPEGs: 64x64 inputs from the reference face crop
 (rows 57..185, cols 25..153), a four-block CNN in plain torch, training sets balanced on the label.

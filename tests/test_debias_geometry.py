@@ -21,8 +21,9 @@ from facebias.generators import SynthFacesGenerator
 
 TARGET, PROTECTED = "Male", "Eyeglasses"
 # 16,000 latents reach the fit (20 % held out). The SVM normal's angular error shrinks with the sample
-# (about 1.4 deg at 1,600 fitted, 0.55 deg at 8,000, 0.4 deg at 16,000) and each degree costs ~1.5 % of
-# flips near the boundary: 2,000 latents give ~97.5 % flips, 16,000 give 99.3-99.7 % (seeds 0-7).
+# (2,000 latents: 1.4 deg for Male, 2.5 deg for Eyeglasses; 10,000: 0.55 / 0.7 deg) and pairs near the
+# protected boundary fail in proportion: 2,000 latents give ~97.5 % flips, 10,000 ~99.4 %, the 16,000
+# fitted here 99.3-99.7 % over seeds 0-7 (keep: 99.85-100 %).
 N_FIT = 20_000
 
 

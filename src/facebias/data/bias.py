@@ -1,4 +1,4 @@
-"""Controlled-bias samplers (DESIGN §4): P % of the target's positives carry the concept.
+"""Controlled-bias samplers (docs/design.md §4): P % of the target's positives carry the concept.
 
 For target t (e.g. Male) and a binary concept c (an attribute such as Eyeglasses, or `grayscale`, which is
 assigned here and applied later as a transform), the training set holds N/2 images with t=1 and N/2 with

@@ -1,4 +1,4 @@
-"""Latent-space geometry of GAN-augmented de-biasing (Ramaswamy, Kim & Russakovsky, CVPR 2021; DESIGN.md 6).
+"""Latent-space geometry of GAN-augmented de-biasing (Ramaswamy, Kim & Russakovsky, CVPR 2021; docs/design.md §6).
 
 Pure NumPy / scikit-learn, no images: binarise classifier scores at the F1-optimal threshold
 (`f1_threshold`), fit unit-normal linear SVM hyperplanes h_t, h_g in latent space (`fit_hyperplane`),

@@ -1,4 +1,4 @@
-"""Network dissection (DESIGN.md section 7): the Face Dictionary and unit-concept pairing.
+"""Network dissection (docs/design.md §7): the Face Dictionary and unit-concept pairing.
 
 - ``dictionary``: per-image concept masks from five landmarks (``face_dictionary``), and scoring
   them against exact masks (``score_against_exact``).

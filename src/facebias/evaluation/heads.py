@@ -1,4 +1,4 @@
-"""Per-head evaluation from scores alone: threshold on val, fairness and cells on test (DESIGN §5).
+"""Per-head evaluation from scores alone: threshold on val, fairness and cells on test (docs/design.md §5).
 
 Pure numpy on the arrays ``collect_predictions`` returns, so it is tested without a model. The
 metrics themselves come from ``facebias.metrics``; this module decides what is compared with what:

@@ -16,24 +16,7 @@ from typing import Any
 
 import numpy as np
 
-GROUP_COLOURS = ("tab:blue", "tab:orange")
-FAMILY_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:gray")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path
+from facebias.reporting.plots import FAMILY_COLOURS, GROUP_COLOURS, pyplot, save_figure
 
 
 def score_histograms(path: Path, scores: np.ndarray, targets: np.ndarray, protected: np.ndarray,
@@ -43,7 +26,7 @@ def score_histograms(path: Path, scores: np.ndarray, targets: np.ndarray, protec
     The bins span the scores' own range (and the threshold), so an undertrained model whose scores
     sit in a narrow band still shows its groups apart.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     low, high = min(float(scores.min()), threshold), max(float(scores.max()), threshold)
     pad = max(high - low, 1e-6) * 0.02
@@ -59,7 +42,7 @@ def score_histograms(path: Path, scores: np.ndarray, targets: np.ndarray, protec
         ax.legend(fontsize=8)
     axes[0].set_ylabel("density")
     fig.suptitle(f"{head}: test scores by {protected_name} group")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reliability_curve(scores: np.ndarray, targets: np.ndarray, n_bins: int = 10,
@@ -76,7 +59,7 @@ def reliability_curve(scores: np.ndarray, targets: np.ndarray, n_bins: int = 10,
 def reliability_plot(path: Path, scores: np.ndarray, targets: np.ndarray, protected: np.ndarray, head: str,
                      protected_name: str, n_bins: int = 10) -> Path:
     """Calibration curve (positive rate vs mean score per bin), overall and per protected group."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1, label="perfectly calibrated")
     curves = [("all", np.ones(len(scores), dtype=bool), "black")]
@@ -92,7 +75,7 @@ def reliability_plot(path: Path, scores: np.ndarray, targets: np.ndarray, protec
     ax.set_ylabel(f"fraction with {head}=1")
     ax.set_title(f"{head}: reliability (test)")
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 SWEEP_PANELS = (("AP", "AP (x100)"), ("DEO", "DEO (x100)"), ("BA", "BA (x100, train direction)"),
@@ -105,7 +88,7 @@ def sweep_plot(path: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -
     A point is the bootstrap median when there is one, else the point estimate; runs sharing
     (family, attribute, P) (e.g. several seeds) are averaged.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(4 * len(SWEEP_PANELS), 3.6))
     lines = sorted({(str(r["family"]), str(r["attribute"])) for r in rows if r.get("P") not in (None, "")})
     several_attributes = len({a for _, a in lines}) > 1
@@ -135,7 +118,7 @@ def sweep_plot(path: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _finite_mean(values: Sequence[float]) -> float:

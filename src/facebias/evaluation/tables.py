@@ -8,11 +8,8 @@ from the test split itself, hence 0 on a cell-balanced test split).
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from facebias.evaluation.attributes import category_of
@@ -82,34 +79,3 @@ def category_rows(categories: Mapping[str, Mapping[str, Any]]) -> list[dict[str,
                 row[metric + suffix] = _scaled(metric, entry.get(metric + suffix))
         rows.append(row)
     return rows
-
-
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:
-    """Write rows (dicts) as CSV through a temporary name; missing values are empty cells."""
-    columns = list(columns or (rows[0].keys() if rows else []))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-    os.replace(tmp, path)
-    return path
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and inf -> None, recursively, so metrics.json is strict JSON (jq, JavaScript and W&B read it)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
-        return json_safe(value.item())
-    return value
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with Path(path).open(newline="") as handle:
-        return list(csv.DictReader(handle))

@@ -1,4 +1,4 @@
-"""Generators: one interface over the SynthFaces renderer, a GAN run and a user module (DESIGN.md 2, 6).
+"""Generators: one interface over the SynthFaces renderer, a GAN run and a user module (docs/design.md §2, §6).
 
 `build_generator(kind=..., **options)` is the one factory a Hydra config points at
 (``_target_: facebias.generators.build_generator``). Kinds:

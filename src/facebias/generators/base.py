@@ -1,4 +1,4 @@
-"""The generator interface every de-biasing and counterfactual stage takes (DESIGN.md 2 and 6).
+"""The generator interface every de-biasing and counterfactual stage takes (docs/design.md §2 and §6).
 
 A generator maps latents z (n, latent_dim) float32 to uint8 faces (n, S, S, 3) at the data's face crop
 and ``image_size``: the same pixels the decoded-image cache (data/cache.py) would store for the same

@@ -1,4 +1,4 @@
-"""The SynthFaces renderer as a generator with ground truth (DESIGN.md 3 and 6).
+"""The SynthFaces renderer as a generator with ground truth (docs/design.md §3 and §6).
 
 Every binary attribute is a half-space (or a gated conjunction of half-spaces) of z, so this generator
 answers each latent's *true* attributes and, for the plain half-space attributes, the exact hyperplane:
@@ -83,6 +83,8 @@ class SynthFacesGenerator(Generator):
                 raise ValueError(
                     f"latent_pool must be a non-empty (m, {self.latent_dim}) array, got shape {latent_pool.shape}"
                 )
+        if not float(jitter) >= 0.0 or not np.isfinite(jitter):
+            raise ValueError(f"jitter={jitter!r} must be a finite number >= 0")
         self.latent_pool, self.jitter, self.keep_attributes = latent_pool, float(jitter), bool(keep_attributes)
 
     @classmethod
@@ -129,15 +131,14 @@ class SynthFacesGenerator(Generator):
 
         Computed from float32(z), which is what `render` draws, so labels and pictures always agree.
         """
-        import torch
-
-        flags = self.model.attributes(torch.from_numpy(self.check_latents(z))).numpy()
+        flags = self._attribute_matrix(self.check_latents(z))
         return {name: flags[:, i].copy() for i, name in enumerate(self.model.attribute_names)}
 
     def _attribute_matrix(self, z: np.ndarray) -> np.ndarray:
+        """(n, A) bool attributes of float32 latents (columns in attribute_names order)."""
         import torch
 
-        return self.model.attributes(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))).numpy()
+        return self.model.attributes(torch.from_numpy(np.array(z, dtype=np.float32))).numpy()
 
     def plain_attributes(self) -> tuple[str, ...]:
         """Attributes that are one half-space of z (not gated conjunctions): they have a true normal."""

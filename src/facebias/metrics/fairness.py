@@ -1,4 +1,4 @@
-"""AP, DEO, BA_ref and KL exactly as Ramaswamy et al.'s reference code computes them (DESIGN §5); BA
+"""AP, DEO, BA_ref and KL exactly as Ramaswamy et al.'s reference code computes them (docs/design.md §5); BA
 with its direction taken from the training split, as Wang & Russakovsky define it.
 
 Notation: y = target in {0, 1}, g = protected attribute in {0, 1} (g = 1: male), s = score

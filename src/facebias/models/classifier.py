@@ -4,7 +4,7 @@ Hyperparameters are plain values (checkpoints load with `weights_only=True`): th
 scheduler are stored as `_target_` dicts and built with `hydra.utils.instantiate` in `configure_optimizers`.
 Batches arrive as uint8 dicts; every step turns them into model input with `preprocess`, the public way to do
 it outside training too. Validation gathers every score and computes its statistics at epoch end
-(torchmetrics' group metrics miscount groups absent from a batch, see NOTES.md).
+(torchmetrics' group metrics miscount groups absent from a batch, docs/design.md §11).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SynthFaces: the embedded procedural face data set (DESIGN.md section 3).
+"""SynthFaces: the embedded procedural face data set (docs/design.md §3).
 
 Faces are drawn from latents z ~ N(0, I_32) (latent.py: attributes are half-spaces of z, traits
 smooth functions of it), rendered in CelebA's aligned 178x218 frame (render.py) and written in

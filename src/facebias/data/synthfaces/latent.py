@@ -7,7 +7,7 @@ that the picture stays plausible and the label is exactly what is drawn: a beard
 No_Beard is 0, only where both the Male half-space and the beard half-space hold; lipstick and
 earrings only where Male does not hold; hair colours are mutually exclusive (grey wins, then blond,
 then black, the rest is brown). Male, Eyeglasses, Young, Smiling, Mouth_Slightly_Open, Wearing_Hat,
-Bangs and Pale_Skin are plain half-spaces, so the de-biasing geometry of DESIGN.md 6 holds exactly
+Bangs and Pale_Skin are plain half-spaces, so the de-biasing geometry of docs/design.md §6 holds exactly
 for them.
 
 Continuous traits (masculinity cues, age, skin tone, lighting, pose ...) are softsign functions
