@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,12 +167,67 @@ def test_wrong_frame_size_names_the_file(tmp_path: Path) -> None:
         split=np.zeros(2, np.int8),
     )
     with pytest.raises(
-        ImageDecodeError, match=r"small\.png is 100x120, but crop='celeba' needs .*178x218.*crop='none'"
+        ImageDecodeError,
+        match=r"small\.png \(row 1 of the folder table\) is 100x120, but crop='celeba' needs .*178x218.*crop='none'",
     ):
         image_cache(table, 32, tmp_path / "c", progress=False, num_workers=1)
-    with pytest.raises(ImageDecodeError, match=r"small\.png is 100x120"):
+    with pytest.raises(ImageDecodeError, match=r"small\.png \(row 1 of the folder table\) is 100x120"):
         image_cache(table, 32, tmp_path / "c", progress=False, num_workers=2)
     assert list((tmp_path / "c").glob("*.npy*")) == []
+
+
+def leftovers(cache_dir: Path) -> list[str]:
+    """Everything a build left in the cache dir except its lock file."""
+    return sorted(p.name for p in cache_dir.iterdir() if p.suffix != ".lock") if cache_dir.exists() else []
+
+
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_truncated_jpeg_is_named_with_its_row_and_leaves_no_cache(
+    sample_copy: Path, tmp_path: Path, num_workers: int
+) -> None:
+    """A real CelebA JPEG cut to half its bytes: the error names the file and its annotation line, the
+    failed build leaves nothing a later build could mistake for a cache, and after the file is restored
+    the cache builds and holds the true pixels."""
+    image = sample_copy / "img_align_celeba" / "000003.jpg"
+    intact = image.read_bytes()
+    image.write_bytes(intact[: len(intact) // 2])
+    table = read_celeba(sample_copy)
+    attr_file = sample_copy / "list_attr_celeba.txt"
+    expected = (
+        rf"cannot decode image {re.escape(str(image))} \(line 5 of {re.escape(str(attr_file))}\): "
+        r"image file is truncated \(\d+ bytes not processed\) "
+        r"\(the file is truncated or corrupt\); replace it with an intact copy"
+    )
+    cache_dir = tmp_path / "c"
+    for _ in range(2):  # a second try fails the same way: no half-written cache is served
+        with pytest.raises(ImageDecodeError, match=expected):
+            image_cache(table, 32, cache_dir, progress=False, num_workers=num_workers)
+        assert leftovers(cache_dir) == []
+    image.write_bytes(intact)
+    images = image_cache(table, 128, cache_dir, progress=False, num_workers=num_workers)
+    np.testing.assert_array_equal(images[2], face_pixels(SAMPLE / "img_align_celeba" / "000003.jpg"))
+    assert [p.suffix for p in map(Path, leftovers(cache_dir))] == [".json", ".npy"]
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (bytes(range(256)) * 16, r"not an image Pillow can identify \(garbage bytes"),
+        (b"", r"not an image Pillow can identify"),
+        # a real JPEG header, then garbage
+        ("header", r"cannot load this image \(the file is truncated or corrupt\)"),
+    ],
+)
+def test_garbage_image_is_named_with_its_row(sample_copy: Path, tmp_path: Path, content, reason: str) -> None:
+    image = sample_copy / "img_align_celeba" / "000008.jpg"
+    if content == "header":
+        content = image.read_bytes()[:600] + bytes(range(256)) * 16
+    image.write_bytes(content)
+    table = read_celeba(sample_copy)
+    where = rf"{re.escape(str(image))} \(line 10 of {re.escape(str(sample_copy / 'list_attr_celeba.txt'))}\)"
+    with pytest.raises(ImageDecodeError, match=rf"cannot decode image {where}: {reason}"):
+        image_cache(table, 32, tmp_path / "c", progress=False, num_workers=2)
+    assert leftovers(tmp_path / "c") == []
 
 
 def test_crop_none_takes_the_centre_square(tmp_path: Path) -> None:

@@ -204,12 +204,31 @@ def test_empty_split_errors_where_required(sample_copy: Path) -> None:
     table = read_celeba(sample_copy)  # all ten in train: val and test empty is fine at read time
     assert require_split(table, "train").tolist() == list(range(10))
     with pytest.raises(
-        CelebAFormatError, match=r"val split is empty.*list_eval_partition\.txt: no row has split value 1"
+        CelebAFormatError,
+        match=r"celeba/list_eval_partition\.txt assigns no image to the val split \(partition 1\): its 10 rows "
+        r"are 10 train, 0 val, 0 test; use the official partition file or set some rows to 1",
     ):
         require_split(table, "val")
-    with pytest.raises(CelebAFormatError, match=r"test split is empty"):
+    with pytest.raises(
+        CelebAFormatError,
+        match=r"list_eval_partition\.txt assigns no image to the test split \(partition 2\)",
+    ):
         read_celeba(sample_copy, require_splits=("train", "test"))
     part = sample_copy / "list_eval_partition.txt"
     part.write_text(part.read_text().replace(" 0", " 1"))
-    with pytest.raises(CelebAFormatError, match=r"train split is empty"):
+    with pytest.raises(
+        CelebAFormatError, match=r"no image to the train split \(partition 0\).*0 train, 10 val"
+    ):
         read_celeba(sample_copy)
+
+
+def test_synthfaces_empty_split_points_at_its_option(sample_copy: Path) -> None:
+    table = read_celeba(sample_copy, source="synthfaces")
+    with pytest.raises(CelebAFormatError, match=r"no image to the val split.*data\.synth\.split"):
+        require_split(table, "val")
+
+
+def test_rows_know_their_line_in_the_attribute_file(sample_copy: Path) -> None:
+    table = read_celeba(sample_copy)
+    assert table.listed_in == sample_copy / "list_attr_celeba.txt"
+    assert table.row_origin(2) == f"line 5 of {sample_copy / 'list_attr_celeba.txt'}"  # 000003.jpg

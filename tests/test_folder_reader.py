@@ -119,9 +119,38 @@ def test_bad_split_value_and_empty_split(folder: Path) -> None:
     with pytest.raises(FolderFormatError, match=r"line 3, column 's': unknown split 'holdout'"):
         read_folder(folder / "img", csv, split_column="s")
     csv = write_csv(folder / "l.csv", "path,y,s", ["a/1.png,1,train", "a/2.png,0,train"])
-    table = read_folder(folder / "img", csv, split_column="s")
-    with pytest.raises(ValueError, match=r"test split is empty in the folder data"):
+    table = read_folder(folder / "img", csv, split_column="s")  # only train is required by default
+    assert table.listed_in == csv and table.row_origin(1) == f"line 3 of {csv}"
+    with pytest.raises(
+        ValueError, match=r"l\.csv assigns no image to the test split \(2 train, 0 val, 0 test\)"
+    ):
         require_split(table, "test")
+    with pytest.raises(
+        FolderFormatError,
+        match=r"l\.csv: column 's' assigns no image to the val split \(2 train, 0 val, 0 test\); write val \(or 1\)",
+    ):
+        read_folder(folder / "img", csv, split_column="s", require_splits=("train", "val", "test"))
+    csv = write_csv(folder / "l.csv", "path,y,s", ["a/1.png,1,val", "a/2.png,0,test"])
+    with pytest.raises(FolderFormatError, match=r"column 's' assigns no image to the train split"):
+        read_folder(folder / "img", csv, split_column="s")
+
+
+def test_random_split_too_small_for_a_split(folder: Path) -> None:
+    csv = write_csv(folder / "l.csv", "path,y", ["a/1.png,1", "a/2.png,0", "b/3.jpg,1", "4.png,0"])
+    with pytest.raises(
+        FolderFormatError,
+        match=r"l\.csv: the seeded random split of its 4 rows puts no image in the val split "
+        r"\(val_fraction=0\.1; 4 train, 0 val, 0 test\); raise data\.folder\.val_fraction",
+    ):
+        read_folder(folder / "img", csv, require_splits=("train", "val", "test"))
+    table = read_folder(
+        folder / "img", csv, val_fraction=0.25, test_fraction=0.25, require_splits=("train", "val", "test")
+    )
+    assert np.bincount(table.split, minlength=3).tolist() == [2, 1, 1]
+    with pytest.raises(
+        FolderFormatError, match=r"no image in the train split .*lower data\.folder\.val_fraction"
+    ):
+        read_folder(folder / "img", csv, val_fraction=0.5, test_fraction=0.4)
 
 
 def test_path_outside_root_and_ragged_row(folder: Path) -> None:

@@ -5,7 +5,9 @@ float conversion per batch, not a decode per image. The cache file is keyed by e
 change its content (source tag, image dir, file names, each file's size and mtime, size, crop, the
 cache version), so a changed image makes a new cache instead of serving stale pixels.
 
-Safety: the array is written under a temporary name and moved into place with ``os.replace``; a
+Safety: the array is written under a temporary name and moved into place with ``os.replace``, so a
+build that stops (an image that will not decode, an interrupt) leaves no cache behind, and the next
+build starts afresh; an image that will not decode is named with its row's line in the annotation file. A
 ``filelock`` on ``<key>.lock`` makes two processes started together build one cache (the second waits,
 then reuses it); a CRC32 of the array in the metadata is checked on every open, and a truncated,
 reshaped or garbled cache is reported with a warning naming the file and rebuilt, never used.
@@ -27,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -59,18 +62,37 @@ class CorruptCacheWarning(UserWarning):
     """A cache file failed its checks and is being rebuilt."""
 
 
-def decode_image(path: str | Path, size: int, crop: str = "celeba") -> np.ndarray:
-    """One image as (size, size, 3) uint8 RGB, cropped and resized as the module docstring states."""
+def decode_image(path: str | Path, size: int, crop: str = "celeba", origin: str | None = None) -> np.ndarray:
+    """One image as (size, size, 3) uint8 RGB, cropped and resized as the module docstring states.
+
+    ``origin`` (e.g. "line 5 of .../list_attr_celeba.txt") is added to any error beside the path. The
+    whole file is decoded here (``convert`` loads it), so a truncated or corrupt file fails here,
+    naming itself, and never reaches the cache as partly grey pixels.
+    """
+    at = f" ({origin})" if origin else ""
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageDecodeError(f"cannot decode image {path}: {err}; replace or remove the file") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        raise ImageDecodeError(
+            f"cannot read image {path}{at}: {err.strerror}; restore the file or make it readable"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(
+            f"cannot decode image {path}{at}: not an image Pillow can identify (garbage bytes, an empty file "
+            "or an unsupported format); replace it with an intact copy, or remove its row from the annotations"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error) as err:
+        # what Pillow's decoders raise for broken data ("image file is truncated", "broken PNG file", ...)
+        raise ImageDecodeError(
+            f"cannot decode image {path}{at}: {err or type(err).__name__} (the file is truncated or corrupt); "
+            "replace it with an intact copy, or remove its row from the annotations"
+        ) from err
     if crop == "celeba":
         if image.size != (ALIGNED_WIDTH, ALIGNED_HEIGHT):
             raise ImageDecodeError(
-                f"image {path} is {image.size[0]}x{image.size[1]}, but crop='celeba' needs CelebA's aligned "
-                f"{ALIGNED_WIDTH}x{ALIGNED_HEIGHT} frame; use crop='none' for images of other sizes"
+                f"image {path}{at} is {image.size[0]}x{image.size[1]}, but crop='celeba' needs CelebA's "
+                f"aligned {ALIGNED_WIDTH}x{ALIGNED_HEIGHT} frame; use crop='none' for images of other sizes"
             )
         image = image.crop((CROP_LEFT, CROP_TOP, CROP_RIGHT, CROP_BOTTOM))
     elif crop == "none":
@@ -205,10 +227,10 @@ def _build(
         with _ProgressBar(progress, len(paths), f"decoding {len(paths)} images into {npy.name}") as advance:
             if num_workers <= 1:
                 for row, path in enumerate(paths):
-                    array[row] = decode_image(path, size, crop)
+                    array[row] = decode_image(path, size, crop, table.row_origin(row))
                     advance(1)
             else:
-                _decode_in_pool(array, paths, size, crop, num_workers, advance)
+                _decode_in_pool(array, table, paths, size, crop, num_workers, advance)
         array.flush()
         checksum = array_checksum(array)
         del array
@@ -221,7 +243,7 @@ def _build(
 
 
 def _decode_in_pool(
-    array: np.ndarray, paths: list[str], size: int, crop: str, num_workers: int, advance
+    array: np.ndarray, table: FaceTable, paths: list[str], size: int, crop: str, num_workers: int, advance
 ) -> None:
     """Threads, not processes: Pillow releases the GIL while decoding and resizing (1.7x on 2 cores),
     and a process pool would re-import the caller's main module (torch: seconds) in every worker."""
@@ -229,7 +251,7 @@ def _decode_in_pool(
 
     def decode_chunk(start: int) -> int:
         for row in range(start, min(start + chunk, len(paths))):
-            array[row] = decode_image(paths[row], size, crop)
+            array[row] = decode_image(paths[row], size, crop, table.row_origin(row))
         return min(chunk, len(paths) - start)
 
     with ThreadPoolExecutor(num_workers) as pool:

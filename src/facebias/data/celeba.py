@@ -7,8 +7,10 @@ Parsing is vectorised (numpy's C ``loadtxt`` on the value columns) so the full 2
 about a second; only when that fast path fails does a per-line pass run, to name the exact bad line.
 
 Empty splits: the reader requires a non-empty ``train`` split by default (``require_splits``); a table
-whose val or test split is empty is still returned (the ten-image sample is all train), and consumers
-that need a split call :func:`require_split`, which fails naming the split and the partition file.
+whose val or test split is empty is still returned (the ten-image sample is all train). The data module
+asks for all three (training selects its checkpoint on val and scores test), so an empty split fails
+before anything is cached or trained, naming the partition file and the split; other consumers that need
+a split call :func:`require_split`.
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ def read_celeba(
             else None
         ),
         bbox=optional[BBOX_FILE].values[order[BBOX_FILE]].astype(np.int64) if BBOX_FILE in optional else None,
+        listed_in=attrs.path,
+        lines=attrs.line_numbers,
     )
     for split in require_splits:
         require_split(table, split)
@@ -112,21 +116,27 @@ def read_celeba(
 
 
 def require_split(table: FaceTable, split: str) -> np.ndarray:
-    """Row indices of ``split``, or an error naming the split and where splits come from if it is empty."""
+    """Row indices of ``split``, or an error naming the split and the file that assigns the splits."""
     rows = table.indices(split)
     if rows.size == 0:
+        counts = ", ".join(f"{int(np.sum(table.split == v))} {name}" for name, v in SPLITS.items())
         if table.source == "folder":
-            where = (
-                f"the folder data at {table.image_dir}: give that split rows in the CSV's split column, "
-                "or leave split_column unset for a seeded random split"
+            where = table.listed_in or table.image_dir
+            raise CelebAFormatError(
+                f"{where} assigns no image to the {split} split ({counts}); give that split rows "
+                f"({split} or {SPLITS[split]}) in the CSV's split column, or leave split_column unset for a "
+                "seeded random split"
             )
-        else:
-            partition = table.image_dir.parent / PARTITION_FILE
-            where = (
-                f"{partition}: no row has split value {SPLITS[split]} ({split}); "
-                "use the official partition file or give some rows that value"
-            )
-        raise CelebAFormatError(f"the {split} split is empty in {where}")
+        partition = table.image_dir.parent / PARTITION_FILE
+        fix = (
+            "SynthFaces writes it from data.synth.split: give every split a share"
+            if table.source == "synthfaces"
+            else f"use the official partition file or set some rows to {SPLITS[split]}"
+        )
+        raise CelebAFormatError(
+            f"{partition} assigns no image to the {split} split (partition {SPLITS[split]}): its "
+            f"{len(table)} rows are {counts}; {fix}"
+        )
     return rows
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from facebias.data.bias import GRAYSCALE, BiasedSplits, SplitRows, controlled_splits
 from facebias.data.sources import load_table
-from facebias.data.table import FaceTable
+from facebias.data.table import SPLITS, FaceTable, UnknownAttributeError
 
 
 class FaceBatches(Dataset):
@@ -68,6 +68,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.synth, self.folder = dict(synth or {}), dict(folder or {})
         self.targets = list(targets)
         self.concept, self.p, self.sweep, self.n_train = concept, p, list(sweep or []), n_train
+        self.protected_given = protected
         self.protected = protected or concept or ("Male" if "Male" not in self.targets else None)
         self.image_size, self.crop = image_size, crop
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -76,22 +77,56 @@ class FaceDataModule(pl.LightningDataModule):
         self.splits: BiasedSplits | None = None
         self.images: np.ndarray | None = None
         self._datasets: dict[str, FaceBatches] = {}
+        self.augmented = None  # generated training images (facebias.data.augmented), joined to train only
 
     # -- building -------------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        """Read the table, check it serves this request, draw the splits, then (only then) build the cache.
+
+        Every stage needs all three splits (training picks its checkpoint on val and scores test;
+        evaluate calibrates on val), and every attribute named in the options must exist: both are
+        checked as soon as the annotation table is read, before any image is decoded.
+        """
         if self.table is not None:
             return
         from facebias.data.cache import image_cache
 
-        table = load_table(self.source, self.root, self.data_dir, self.synth, self.folder, self.progress)
-        for name in self.targets:
-            table.attr(name)  # fails early, listing the attributes that exist
+        table = load_table(self.source, self.root, self.data_dir, self.synth, self.folder, self.progress,
+                           require_splits=tuple(SPLITS))
+        self.check_attributes(table)
         splits = controlled_splits(table, self.targets[0], self.concept, self.p, self.sweep, self.n_train,
                                    self.seed)
         self.table, self.splits = table, splits
         self.images = image_cache(table, self.image_size, self.data_dir / "cache", crop=self.crop,
                                   progress=self.progress)
         self._datasets = {name: self._dataset(getattr(splits, name)) for name in ("train", "val", "test")}
+
+    def check_attributes(self, table: FaceTable) -> None:
+        """Every attribute the options name (targets, concept, protected) is a column of `table`, or one
+        error that names each unknown option and lists the attributes the source has."""
+        from difflib import get_close_matches
+
+        wanted = [("data.targets", name) for name in self.targets]
+        if self.concept not in (None, GRAYSCALE):
+            wanted.append(("data.concept", self.concept))
+        if self.protected is not None and self.protected != self.concept:
+            wanted.append(("data.protected", self.protected))
+        unknown = [(option, name) for option, name in wanted if name not in table.attr_names]
+        if not unknown:
+            return
+        problems = []
+        for option, name in unknown:
+            close = get_close_matches(name, table.attr_names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if option == "data.protected" and self.protected_given is None:
+                problems.append(f"data.protected is null, so the protected attribute defaults to {name!r}, "
+                                f"which this source lacks{hint}: set data.protected")
+            else:
+                problems.append(f"{option} names {name!r}{hint}")
+        where = table.listed_in or table.image_dir
+        raise UnknownAttributeError(
+            f"unknown attribute for the {table.source} data ({where}): {'; '.join(problems)}. "
+            f"It has: {', '.join(table.attr_names)}")
 
     def _dataset(self, split: SplitRows) -> FaceBatches:
         targets = np.stack([self.table.attr(t)[split.rows] for t in self.targets], axis=1)
@@ -109,10 +144,20 @@ class FaceDataModule(pl.LightningDataModule):
         self.setup()
         return self._datasets[split]
 
+    def attach_augmentation(self, augmented) -> None:
+        """Train on the real training split joined with generated images (an AugmentedBatches); validation
+        and test stay real."""
+        self.augmented = augmented
+
     # -- loaders --------------------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, generator=generator,
+        dataset = self.dataset(split)
+        if split == "train" and self.augmented is not None:
+            from facebias.data.augmented import JoinedBatches
+
+            dataset = JoinedBatches(dataset, self.augmented)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                           collate_fn=_keep_batch, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from facebias.data.celeba import LANDMARK_COLUMNS
-from facebias.data.table import FaceTable
+from facebias.data.table import SPLITS, FaceTable
 from facebias.faces.geometry import LANDMARK_NAMES
 
 _TRUE = {"1", "+1", "true"}
@@ -37,12 +37,14 @@ def read_folder(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    require_splits: tuple[str, ...] = ("train",),
 ) -> FaceTable:
     """Read ``csv_path`` into a FaceTable with source "folder".
 
     ``label_columns=None`` takes every column that is not the path, split or a landmark column.
     Without ``split_column`` the rows are split at random (seeded) into val_fraction and
-    test_fraction of the rows (rounded) and the rest for train.
+    test_fraction of the rows (rounded) and the rest for train. ``require_splits`` lists splits that
+    must be non-empty (the data module asks for all three).
     """
     image_root, csv_path = Path(image_root), Path(csv_path)
     if not image_root.is_dir():
@@ -87,6 +89,7 @@ def read_folder(
         split = _split_column(csv_path, rows, line_numbers, column[split_column], split_column)
     else:
         split = _random_split(len(rows), seed, val_fraction, test_fraction)
+    _require_splits(csv_path, split, require_splits, split_column, val_fraction, test_fraction)
     landmarks = (
         _landmark_columns(csv_path, rows, line_numbers, [column[c] for c in LANDMARK_COLUMNS])
         if landmark_present
@@ -100,7 +103,42 @@ def read_folder(
         attrs=attrs,
         split=split,
         landmarks=landmarks,
+        listed_in=csv_path,
+        lines=np.array(line_numbers),
     )
+
+
+def _require_splits(
+    csv_path: Path,
+    split: np.ndarray,
+    required: tuple[str, ...],
+    split_column: str | None,
+    val_fraction: float,
+    test_fraction: float,
+) -> None:
+    """Fail naming the CSV, the empty split and what assigns it (the split column or the fractions)."""
+    for name in required:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r} in require_splits; use some of {list(SPLITS)}")
+        if np.any(split == SPLITS[name]):
+            continue
+        counts = ", ".join(f"{int(np.sum(split == v))} {s}" for s, v in SPLITS.items())
+        if split_column:
+            raise FolderFormatError(
+                f"{csv_path}: column {split_column!r} assigns no image to the {name} split ({counts}); "
+                f"write {name} (or {SPLITS[name]}) on some rows, or leave split_column unset for a seeded "
+                "random split"
+            )
+        if name == "train":
+            asked = f"val_fraction={val_fraction:g}, test_fraction={test_fraction:g}"
+            fix = "lower data.folder.val_fraction or data.folder.test_fraction"
+        else:
+            asked = f"{name}_fraction={val_fraction if name == 'val' else test_fraction:g}"
+            fix = f"raise data.folder.{name}_fraction"
+        raise FolderFormatError(
+            f"{csv_path}: the seeded random split of its {len(split)} rows puts no image in the {name} split "
+            f"({asked}; {counts}); {fix}, add rows, or give a split column (data.folder.split_column)"
+        )
 
 
 def _read_csv(csv_path: Path) -> tuple[list[str], list[list[str]], list[int]]:

@@ -40,12 +40,17 @@ def log_bias_grid(wandb_logger, datamodule) -> None:
 
 
 def log_test_table(wandb_logger, metrics: dict[str, Any]) -> None:
+    """Per-cell test accuracy as a W&B table, with the decision threshold it was taken at in every row
+    (training scores at 0.5; evaluate.py reports the calibrated threshold), and the test metrics as summary."""
+    threshold = metrics.get("threshold", 0.5)
     cells = metrics.get("test_cells") or {}
-    data = [[key, CELL_NAMES.get(key, key), v["accuracy"], v["count"]] for key, v in cells.items()
+    data = [[key, CELL_NAMES.get(key, key), threshold, v["accuracy"], v["count"]] for key, v in cells.items()
             if isinstance(v, dict)]
     if data:
-        wandb_logger.log_table("test/cell_accuracy", columns=["cell", "meaning", "accuracy", "count"], data=data)
+        wandb_logger.log_table("test/cell_accuracy",
+                               columns=["cell", "meaning", "threshold", "accuracy", "count"], data=data)
     summary = {f"test/{k}": v for k, v in (metrics.get("test") or {}).items()}
+    summary["test/threshold"] = threshold
     summary.update({f"test/gap_{k}": v for k, v in (metrics.get("test_gap") or {}).items()
                     if isinstance(v, (int, float))})
     wandb_logger.experiment.summary.update(summary)
@@ -54,14 +59,16 @@ def log_test_table(wandb_logger, metrics: dict[str, Any]) -> None:
 def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str | None) -> None:
     from facebias.reporting.console import print_summary as print_table
 
+    threshold = metrics.get("threshold", 0.5)
     rows = [[split, *(f"{100 * metrics[split].get(k, float('nan')):.1f}" for k in ("AP", "acc", "gap"))]
             for split in ("val", "test") if split in metrics]
     notes = []
     cells = metrics.get("test_cells") or {}
     if cells:
-        notes.append("test accuracy per cell (threshold 0.5; evaluate.py reports the calibrated threshold): " + ", ".join(
-            f"{k} {100 * v['accuracy']:.1f}% (n={v['count']})" for k, v in cells.items() if isinstance(v, dict)))
+        notes.append(f"test accuracy per cell (threshold {threshold:g}; evaluate.py reports the calibrated "
+                     "threshold): " + ", ".join(f"{k} {100 * v['accuracy']:.1f}% (n={v['count']})"
+                                                 for k, v in cells.items() if isinstance(v, dict)))
     notes += [f"data: {metrics['data']['summary']}", f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)",
               f"best checkpoint: {metrics.get('best_checkpoint')}"]
-    print_table(f"facebias train: {metrics.get('experiment') or 'run'}", ["split", "AP", "acc", "gap"], rows, notes,
-                sync_command=sync_command)
+    print_table(f"facebias train: {metrics.get('experiment') or 'run'}",
+                ["split", "AP", f"acc@{threshold:g}", f"gap@{threshold:g}"], rows, notes, sync_command=sync_command)

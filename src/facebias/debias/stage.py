@@ -1,0 +1,362 @@
+"""The latent de-biasing stage (Ramaswamy, Kim & Russakovsky, CVPR 2021) as one cached, resumable step.
+
+``prepare_augmentation(cfg)`` runs the method's steps 1–4 for the training run being configured:
+
+1. f_t and f_g: the runs named by ``debias.target_run`` / ``debias.protected_run``, else trained here
+   with the experiment's own data config (f_t: the target alone, exactly the baseline; f_g: the target
+   and the protected attribute as heads), cached under ``<data_dir>/debias/classifiers/`` by config;
+2. latents from the generator (the SynthFaces renderer draws from the training rows' own latents, so
+   G(z) carries the planted correlation, as a GAN trained on them would), G(z) scored by f_t and f_g
+   and binarised at the threshold that maximises F1 on each classifier's validation split;
+3. linear SVMs h_t, h_g on (z, labels), normalised to ||w|| = 1;
+4. z' = z - 2 (w_g.z + b_g) / (1 - c^2) (w_g - c w_t), rendered beside G(z).
+
+The output is an augmented set (``facebias.data.augmented``): G(z) labelled (f_t, f_g), G(z') labelled
+(z's f_t label, the flipped f_g label), keyed by generator, classifiers, sizes and seed, built in
+``<key>.partial/`` chunk by chunk (an interrupted stage resumes there) and renamed when complete.
+Step 5, training on real + generated, is the training run itself (``debias.arm``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from facebias.reporting.console import get_logger
+from facebias.reporting.files import read_json, write_json_atomic
+
+log = get_logger(__name__)
+ARMS = {"debiased": ("z", "zprime"), "control": ("z",)}
+STAGE_VERSION = 1
+CHUNK = 1024
+
+
+class DebiasConfigError(ValueError):
+    """A de-biasing option that cannot work, named with the fix, raised before anything is trained."""
+
+
+@dataclass
+class Classifier:
+    """One of f_t / f_g: a training run and the head that answers the attribute."""
+
+    role: str  # "target" | "protected"
+    attribute: str
+    run: Any  # facebias.runs.TrainedRun
+    head: int
+
+
+# ----------------------------------------------------------------------------------------------- options
+
+def check_debias_config(cfg: DictConfig) -> None:
+    """Everything that can be checked before any classifier is trained or any image rendered."""
+    d = cfg.debias
+    if d.arm not in ARMS:
+        raise DebiasConfigError(f"debias.arm={d.arm!r}: use debiased (real + G(z) + G(z')) or control (real + G(z))")
+    if len(cfg.data.targets) != 1:
+        raise DebiasConfigError(f"data.targets={list(cfg.data.targets)}: latent de-biasing trains one target at a "
+                                "time; give one attribute, e.g. data.targets=[Smiling]")
+    protected = protected_attribute(cfg)
+    if protected == cfg.data.targets[0]:
+        raise DebiasConfigError(f"the protected attribute {protected!r} is the target itself: set data.protected "
+                                "(or data.concept) to another attribute")
+    kind = d.generator.get("kind")
+    if protected == "grayscale" and kind == "synthfaces":
+        raise DebiasConfigError(
+            "grayscale is not a latent attribute of the SynthFaces renderer (it is applied to the photo after "
+            "rendering), so no hyperplane in z can flip it: de-bias the grayscale family with a trained GAN "
+            "(debias.generator.kind=gan, the GAN issue) or choose a latent concept such as Eyeglasses")
+    if kind == "synthfaces" and cfg.data.source != "synthfaces":
+        raise DebiasConfigError(f"debias.generator.kind=synthfaces renders SynthFaces, but data.source="
+                                f"{cfg.data.source}: the generator must be trained on the same data (a GAN run "
+                                "or a user generator for real data)")
+    for key in ("n_fit", "seed", "batch_size"):
+        value = d.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
+            raise DebiasConfigError(f"debias.{key}={value!r}: use a positive integer")
+    n_augment = d.get("n_augment")
+    if n_augment is not None and (isinstance(n_augment, bool) or not isinstance(n_augment, int) or n_augment < 1):
+        raise DebiasConfigError(f"debias.n_augment={n_augment!r}: a positive integer, or null for as many "
+                                "latents as real training images")
+
+
+def protected_attribute(cfg: DictConfig) -> str:
+    """g: data.protected, else the planted concept, else Male (the data module's rule)."""
+    data = cfg.data
+    return str(data.get("protected") or data.get("concept") or "Male")
+
+
+# ------------------------------------------------------------------------------------------- classifiers
+
+def classifier_config(cfg: DictConfig, targets: list[str], role: str) -> DictConfig:
+    """The experiment's config as a plain training run of ``targets`` (no de-biasing, no resume), resolved
+    except for where it is written (``paths.output_dir``, set by the caller)."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("debias", "hydra"):
+        plain.pop(key, None)
+    plain["family"] = str(cfg.get("family") or "run")
+    plain["paths"]["output_dir"] = "???"
+    sub = OmegaConf.create(plain)
+    OmegaConf.update(sub, "data.targets", list(targets), merge=False)
+    OmegaConf.update(sub, "ckpt_path", None)
+    OmegaConf.update(sub, "exp_name", f"{cfg.get('exp_name') or 'run'}-f_{role[0]}")
+    return sub
+
+
+def config_key(sub: DictConfig) -> str:
+    """What makes a classifier: data, model, trainer and seed (not where it is written or logged)."""
+    anywhere = copy.deepcopy(sub)
+    OmegaConf.update(anywhere, "paths.output_dir", "<run dir>")
+    resolved = {k: OmegaConf.to_container(anywhere[k], resolve=True) if isinstance(anywhere.get(k), DictConfig)
+                else anywhere.get(k) for k in ("data", "model", "trainer", "seed")}
+    wanted = dict(resolved)
+    wanted["data"] = {k: v for k, v in (wanted["data"] or {}).items() if k not in ("progress", "num_workers")}
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dict[str, str]) -> Classifier:
+    """The named run (``debias.<role>_run``), or one trained (once, cached) with the experiment's data."""
+    from facebias.runs import RunRecord, locate_run
+
+    named = cfg.debias.get(f"{role}_run")
+    if named:
+        run = locate_run(run=str(named))
+        where = f"debias.{role}_run={named}"
+    else:
+        targets = [cfg.data.targets[0]] if role == "target" else [cfg.data.targets[0], attribute]
+        sub = classifier_config(cfg, targets, role)
+        run_dir = Path(cfg.paths.data_dir) / "debias" / "classifiers" / f"{role}-{config_key(sub)}"
+        finished = (run_dir / "run.json").is_file() and RunRecord.read(run_dir).status == "finished"
+        if not finished:
+            from facebias.training.task import train
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted training starts over
+            log.info("training f_%s (%s) for the de-biasing stage into %s", role[0], attribute, run_dir)
+            OmegaConf.update(sub, "paths.output_dir", str(run_dir))
+            train(sub, out=run_dir, identity={"group": identity["group"], "name": f"{identity['name']} f_{role[0]}"})
+        else:
+            log.info("reusing f_%s (%s): %s", role[0], attribute, run_dir)
+        run = locate_run(run=str(run_dir))
+        where = f"the f_{role[0]} run {run_dir}"
+    from facebias.models.scoring import head_index
+    from facebias.runs import load_model
+
+    return Classifier(role, attribute, run, head_index(load_model(run), attribute, where))
+
+
+def validation_threshold(classifier: Classifier) -> dict[str, float]:
+    """The F1-maximising threshold of the classifier's head on its own validation split (the reference's)."""
+    from facebias.debias.hyperplanes import f1_threshold
+    from facebias.models.scoring import score_loader
+    from facebias.runs import build_datamodule, load_model
+
+    datamodule = build_datamodule(classifier.run, {"progress": False})
+    scores, targets = score_loader(load_model(classifier.run), datamodule.val_dataloader())
+    found = f1_threshold(scores[:, classifier.head], targets[:, classifier.head].astype(np.int64))
+    return {"threshold": float(found.threshold), "val_f1": float(found.f1)}
+
+
+# --------------------------------------------------------------------------------------------- the stage
+
+@dataclass
+class AugmentedSet:
+    path: Path
+    meta: dict[str, Any]
+
+
+def build_stage_generator(cfg: DictConfig, datamodule):
+    """The configured generator; the renderer draws from the real training rows' latents."""
+    from facebias.generators import build_generator
+
+    options = OmegaConf.to_container(cfg.debias.generator, resolve=True)
+    options.setdefault("image_size", int(cfg.data.image_size))
+    options.setdefault("crop", str(cfg.data.crop))
+    if options.get("kind") == "synthfaces":
+        options["root"] = str(datamodule.table.image_dir.parent)
+        options["rows"] = np.asarray(datamodule.splits.train.rows)
+    return build_generator(options), _generator_identity(options)
+
+
+def _generator_identity(options: dict[str, Any]) -> dict[str, Any]:
+    identity = {k: v for k, v in options.items() if k != "rows"}
+    if "rows" in options:
+        identity["rows_sha"] = hashlib.sha256(np.asarray(options["rows"], dtype=np.int64).tobytes()).hexdigest()[:16]
+    for key in ("file", "state_dict"):  # a user generator: its code and weights, by content
+        if isinstance(options.get(key), str) and Path(options[key]).is_file():
+            identity[f"{key}_sha"] = hashlib.sha256(Path(options[key]).read_bytes()).hexdigest()[:16]
+    return identity
+
+
+def prepare_augmentation(cfg: DictConfig, identity: dict[str, str]) -> AugmentedSet:
+    """Steps 1–4 of the method for this experiment: the augmented set, built or reused."""
+    import hydra
+    from filelock import FileLock
+
+    check_debias_config(cfg)
+    d = cfg.debias
+    target, protected = str(cfg.data.targets[0]), protected_attribute(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.setup("fit")
+    n_augment = int(d.n_augment or len(datamodule.splits.train))
+    f_t = resolve_classifier(cfg, "target", target, identity)
+    f_g = resolve_classifier(cfg, "protected", protected, identity)
+    generator, generator_identity = build_stage_generator(cfg, datamodule)
+    key_fields = {"version": STAGE_VERSION, "generator": generator_identity,
+                  "f_t": {**f_t.run.parent(), "head": f_t.head}, "f_g": {**f_g.run.parent(), "head": f_g.head},
+                  "n_fit": int(d.n_fit), "n_augment": n_augment, "seed": int(d.seed), "C": float(d.C),
+                  "min_sin2": float(d.min_sin2)}
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    final = Path(cfg.paths.data_dir) / "debias" / f"augment-{key}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if (final / "meta.json").is_file():
+            log.info("reusing the augmented set %s", final)
+            return AugmentedSet(final, read_json(final / "meta.json"))
+        work = final.with_name(final.name + ".partial")
+        work.mkdir(exist_ok=True)
+        write_json_atomic(work / "key.json", key_fields)
+        meta = _build(work, generator, f_t, f_g, d, n_augment, target, protected)
+        meta.update({"key": key, "key_fields": key_fields})
+        write_json_atomic(work / "meta.json", meta)
+        work.rename(final)
+    return AugmentedSet(final, meta)
+
+
+def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfig, n_augment: int,
+           target: str, protected: str) -> dict[str, Any]:
+    from facebias.debias.hyperplanes import (
+        Hyperplane,
+        LatentDimensionError,
+        fit_hyperplane,
+        perturb,
+        plane_cosine,
+    )
+    from facebias.models.scoring import score_images
+    from facebias.runs import load_model
+
+    started = time.time()
+    models = {"t": load_model(f_t.run), "g": load_model(f_g.run)}
+    heads = {"t": f_t.head, "g": f_g.head}
+    thresholds = _cached_json(work / "thresholds.json",
+                              lambda: {"t": validation_threshold(f_t), "g": validation_threshold(f_g)})
+
+    def label(images: np.ndarray) -> dict[str, np.ndarray]:
+        scores = {r: score_images(models[r], images, int(d.batch_size))[:, heads[r]] for r in "tg"}
+        return {**{f"score_{r}": s for r, s in scores.items()},
+                **{r: (s > thresholds[r]["threshold"]).astype(np.uint8) for r, s in scores.items()}}
+
+    # steps 2-3: label G(z) of the fitting latents, fit the hyperplanes
+    def fit() -> dict[str, Any]:
+        z_fit = generator.sample(int(d.n_fit), int(d.seed))
+        labels = label(generator.render(z_fit, batch_size=int(d.batch_size)))
+        planes = {r: fit_hyperplane(z_fit, labels[r], C=float(d.C), seed=int(d.seed)) for r in "tg"}
+        return {r: planes[r].to_dict() for r in "tg"} | {
+            "positive_rate": {r: float(labels[r].mean()) for r in "tg"},
+            "joint": _joint_rates(labels["t"], labels["g"])}
+
+    fitted = _cached_json(work / "planes.json", fit)
+    h_t, h_g = Hyperplane.from_dict(fitted["t"]), Hyperplane.from_dict(fitted["g"])
+    if h_t.dim != generator.latent_dim:
+        raise LatentDimensionError(f"{work / 'planes.json'}: hyperplanes of dimension {h_t.dim}, generator latents "
+                                   f"of dimension {generator.latent_dim}; delete {work} to refit")
+    z = generator.sample(n_augment, int(d.seed) + 1)
+    zprime = perturb(z, h_t, h_g, min_sin2=float(d.min_sin2))  # guard rail: stops when 1 - c^2 is tiny
+    # step 4: render G(z) and G(z') chunk by chunk; progress.json says how far a previous attempt got
+    images = _open_images(work / "images.npy", 2 * n_augment, generator.image_size)
+    columns = ("t", "g", "t_prime", "g_prime", "score_t", "score_g")
+    table = _open_table(work / "labels_partial.npy", n_augment, len(columns))
+    done = read_json(work / "progress.json")["rendered"] if (work / "progress.json").is_file() else 0
+    if done:
+        log.info("resuming the augmented set at %d of %d latents", done, n_augment)
+    for start in range(done, n_augment, CHUNK):
+        stop = min(start + CHUNK, n_augment)
+        generator.render(z[start:stop], batch_size=int(d.batch_size), out=images[start:stop])
+        generator.render(zprime[start:stop].astype(np.float32), batch_size=int(d.batch_size),
+                         out=images[n_augment + start:n_augment + stop])
+        ours, theirs = label(images[start:stop]), label(images[n_augment + start:n_augment + stop])
+        table[start:stop] = np.stack([ours["t"], ours["g"], theirs["t"], theirs["g"], ours["score_t"],
+                                      ours["score_g"]], axis=1)
+        images.flush()
+        table.flush()
+        write_json_atomic(work / "progress.json", {"rendered": stop})
+        log.info("augmented set: %d / %d latents rendered as G(z) and G(z')", stop, n_augment)
+    t, g, t_prime, g_prime = (table[:, i].astype(np.uint8) for i in range(4))
+    tmp = work / ".labels.tmp.npz"
+    np.savez(tmp, target=np.concatenate([t, t]), protected=np.concatenate([g, 1 - g]),
+             part=np.repeat(np.array([0, 1], dtype=np.uint8), n_augment))
+    tmp.replace(work / "labels.npz")
+    del images
+    np.save(work / "z.npy", z.astype(np.float32))
+    np.save(work / "zprime.npy", zprime.astype(np.float32))
+    meta: dict[str, Any] = {
+        "target": target, "protected": protected, "n_fit": int(d.n_fit), "n_augment": n_augment,
+        "thresholds": thresholds,
+        "hyperplanes": {"target": {"holdout_accuracy": h_t.holdout_accuracy, "n_fit": h_t.n_fit},
+                        "protected": {"holdout_accuracy": h_g.holdout_accuracy, "n_fit": h_g.n_fit},
+                        "c": plane_cosine(h_t, h_g)},
+        "fit_labels": {"positive_rate": fitted["positive_rate"], "joint": fitted["joint"]},
+        "classifier_view": {  # what f_t and f_g say about the pairs
+            "protected_flip_rate": float(np.mean(g_prime != g)), "target_keep_rate": float(np.mean(t_prime == t))},
+        "composition": {"G(z)": _joint_rates(t, g), "G(z')": _joint_rates(t, 1 - g)},
+        "classifiers": {"target": str(f_t.run.run_dir), "protected": str(f_g.run.run_dir)},
+        "seconds": round(time.time() - started, 1),
+    }
+    if hasattr(generator, "true_attributes"):
+        meta["truth"] = _truth(generator, z, zprime, t, g, target, protected)
+    (work / "labels_partial.npy").unlink(missing_ok=True)
+    return meta
+
+
+def _truth(generator, z, zprime, t, g, target: str, protected: str) -> dict[str, Any] | None:
+    """SynthFaces: the renderer's true attributes of z and z' against the hallucinated labels."""
+    names = set(generator.attribute_names)
+    if target not in names or protected not in names:
+        return None
+    before, after = generator.true_attributes(z), generator.true_attributes(zprime.astype(np.float32))
+    return {"protected_flip_rate": float(np.mean(before[protected] != after[protected])),
+            "target_keep_rate": float(np.mean(before[target] == after[target])),
+            "target_label_accuracy": float(np.mean(before[target] == t.astype(bool))),
+            "protected_label_accuracy": float(np.mean(before[protected] == g.astype(bool))),
+            "true_joint_G(z)": _joint_rates(before[target].astype(np.uint8), before[protected].astype(np.uint8)),
+            "true_joint_G(z')": _joint_rates(after[target].astype(np.uint8), after[protected].astype(np.uint8))}
+
+
+def _joint_rates(t: np.ndarray, g: np.ndarray) -> dict[str, Any]:
+    """Counts per (target, protected) cell and P(g=1 | t=1), P(g=1 | t=0): the correlation a set carries."""
+    t, g = np.asarray(t).astype(bool), np.asarray(g).astype(bool)
+    counts = {f"t{a}_g{b}": int(np.sum((t == a) & (g == b))) for a in (1, 0) for b in (1, 0)}
+    rates = {f"P(g=1|t={a})": (float(g[t == a].mean()) if np.any(t == a) else None) for a in (1, 0)}
+    return {"n": int(len(t)), **counts, **rates}
+
+
+def _cached_json(path: Path, compute) -> dict[str, Any]:
+    if path.is_file():
+        return read_json(path)
+    value = compute()
+    write_json_atomic(path, value)
+    return value
+
+
+def _open_images(path: Path, n: int, size: int) -> np.ndarray:
+    shape = (n, size, size, 3)
+    if path.is_file():
+        images = np.load(path, mmap_mode="r+")
+        if images.shape == shape:
+            return images
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+
+
+def _open_table(path: Path, n: int, columns: int) -> np.ndarray:
+    if path.is_file():
+        table = np.load(path, mmap_mode="r+")
+        if table.shape == (n, columns):
+            return table
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, columns))
