@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--faces", type=int, default=6000)
     parser.add_argument("--precision", choices=["both", *PRECISIONS], default="both")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure each figure this many times, interleaved, and keep the best (shared machines)")
     parser.add_argument("--data-dir", default=None, help="where SynthFaces and the cache live (default: temp)")
     args = parser.parse_args()
     device = default_device()
@@ -44,17 +46,18 @@ def main() -> None:
     channels_last = device == "cuda"
     names = list(PRECISIONS) if args.precision == "both" else [args.precision]
     dm = synth_datamodule(Path(args.data_dir), args.faces, args.size, args.batch_size)
-    rows = {}
-    for name in names:
-        bf16 = PRECISIONS[name]
-        best = ceiling(build_backbone(args.backbone, 1), args.batch_size, args.size, args.steps, device, bf16=bf16,
-                       channels_last=channels_last)
-        ours = pipeline(dm, args.backbone, args.steps, device, bf16=bf16, channels_last=channels_last)
-        rows[name] = (best, ours)
+    rows = {name: (0.0, 0.0) for name in names}
+    for _ in range(args.repeats):  # interleaved, so load from other jobs spreads over every figure alike
+        for name in names:
+            bf16 = PRECISIONS[name]
+            best = ceiling(build_backbone(args.backbone, 1), args.batch_size, args.size, args.steps, device,
+                           bf16=bf16, channels_last=channels_last)
+            ours = pipeline(dm, args.backbone, args.steps, device, bf16=bf16, channels_last=channels_last)
+            rows[name] = (max(rows[name][0], best), max(rows[name][1], ours))
 
     print(describe_environment(environment()))
     print(f"backbone={args.backbone} size={args.size} batch={args.batch_size} steps={args.steps} "
-          f"channels_last={channels_last}")
+          f"channels_last={channels_last} best of {args.repeats}")
     print(f"{'':16s} {'in-memory (ceiling)':>22s} {'pipeline (Lightning fit)':>26s} {'pipeline/ceiling':>18s}")
     for name, (best, ours) in rows.items():
         label = "bf16 (autocast)" if PRECISIONS[name] else "fp32"

@@ -81,19 +81,38 @@ def test_folder_split_column_without_test_rows_fails_before_the_cache(tmp_path, 
         datamodule(tmp_path / "img", tmp_path, source="folder", folder=folder, crop="none").setup()
 
 
-def test_train_py_stops_before_training_when_val_is_empty(tmp_path: Path) -> None:
-    """The run that used to train and then die in `predict` with "'NoneType' object is not subscriptable"."""
-    root = celeba_copy(tmp_path, [0] * 8 + [2, 2])
+@pytest.mark.parametrize(
+    "splits, options, message",
+    [
+        ([0] * 8 + [2, 2], [], "list_eval_partition.txt assigns no image to the val split (partition 1)"),
+        (THREE_SPLITS, ["data.concept=Eyeglases"], "data.concept names 'Eyeglases' (did you mean 'Eyeglasses'?)"),
+    ],
+)
+def test_train_py_stops_before_the_run_starts(tmp_path: Path, splits, options, message) -> None:
+    """The empty val split used to train and then die in `predict` ("'NoneType' object is not
+    subscriptable"); now check_config reads the annotations and stops before the run directory exists."""
+    root = celeba_copy(tmp_path, splits)
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "train.py"), "data=celeba", f"data.root={root}", "data.concept=null",
-           f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={out}", "logger=none",
+           *options, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={out}", "logger=none",
            "trainer.accelerator=cpu", "callbacks.progress_bar=null", "model.backbone=small_cnn",
            "data.image_size=32"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "list_eval_partition.txt assigns no image to the val split (partition 1)" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
     assert "NoneType" not in result.stderr
-    assert not (out / "checkpoints").exists() and not (tmp_path / "data" / "cache").exists()
+    assert not (out / "run.json").exists() and not (tmp_path / "data" / "cache").exists()
+
+
+def test_check_config_checks_the_synthfaces_split_option() -> None:
+    from conftest import compose
+
+    from facebias.training.task import check_config
+
+    cfg = compose(["data.synth.n_faces=30", "+data.synth.split=[0.9,0.1,0.0]"])
+    with pytest.raises(ValueError, match=r"data\.synth\.split=\[0\.9, 0\.1, 0\.0\] of data\.synth\.n_faces=30 "
+                       r"gives the test split no image"):
+        check_config(cfg)
 
 
 # -- unknown attributes ---------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def decode_image(path: str | Path, size: int, crop: str = "celeba", origin: str 
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error) as err:
         # what Pillow's decoders raise for broken data ("image file is truncated", "broken PNG file", ...)
         raise ImageDecodeError(
-            f"cannot decode image {path}{at}: {err or type(err).__name__} (the file is truncated or corrupt); "
+            f"cannot decode image {path}{at}: the file is truncated or corrupt (Pillow: {err or type(err).__name__}); "
             "replace it with an intact copy, or remove its row from the annotations"
         ) from err
     if crop == "celeba":

@@ -91,15 +91,23 @@ class FaceDataModule(pl.LightningDataModule):
             return
         from facebias.data.cache import image_cache
 
-        table = load_table(self.source, self.root, self.data_dir, self.synth, self.folder, self.progress,
-                           require_splits=tuple(SPLITS))
-        self.check_attributes(table)
+        table = self.preflight()
         splits = controlled_splits(table, self.targets[0], self.concept, self.p, self.sweep, self.n_train,
                                    self.seed)
         self.table, self.splits = table, splits
         self.images = image_cache(table, self.image_size, self.data_dir / "cache", crop=self.crop,
                                   progress=self.progress)
         self._datasets = {name: self._dataset(getattr(splits, name)) for name in ("train", "val", "test")}
+
+    def preflight(self) -> FaceTable:
+        """The annotation table, checked to serve this request (all three splits hold images, every named
+        attribute exists); no image is decoded. `setup` starts with it; train's `check_config` calls it for
+        CelebA and folder data so that a bad request fails before the run directory or any stage exists
+        (for SynthFaces it would generate the set, so check_config checks the options instead)."""
+        table = load_table(self.source, self.root, self.data_dir, self.synth, self.folder, self.progress,
+                           require_splits=tuple(SPLITS))
+        self.check_attributes(table)
+        return table
 
     def check_attributes(self, table: FaceTable) -> None:
         """Every attribute the options name (targets, concept, protected) is a column of `table`, or one

@@ -234,7 +234,6 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
            target: str, protected: str) -> dict[str, Any]:
     from facebias.debias.hyperplanes import (
         Hyperplane,
-        LatentDimensionError,
         fit_hyperplane,
         perturb,
         plane_cosine,
@@ -264,9 +263,7 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
 
     fitted = _cached_json(work / "planes.json", fit)
     h_t, h_g = Hyperplane.from_dict(fitted["t"]), Hyperplane.from_dict(fitted["g"])
-    if h_t.dim != generator.latent_dim:
-        raise LatentDimensionError(f"{work / 'planes.json'}: hyperplanes of dimension {h_t.dim}, generator latents "
-                                   f"of dimension {generator.latent_dim}; delete {work} to refit")
+    check_planes(h_t, h_g, generator.latent_dim, work / "planes.json")
     z = generator.sample(n_augment, int(d.seed) + 1)
     zprime = perturb(z, h_t, h_g, min_sin2=float(d.min_sin2))  # guard rail: stops when 1 - c^2 is tiny
     # step 4: render G(z) and G(z') chunk by chunk; progress.json says how far a previous attempt got
@@ -313,6 +310,17 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
         meta["truth"] = _truth(generator, z, zprime, t, g, target, protected)
     (work / "labels_partial.npy").unlink(missing_ok=True)
     return meta
+
+
+def check_planes(h_t, h_g, latent_dim: int, where: Path) -> None:
+    """Stored hyperplanes must live in the generator's latent space."""
+    from facebias.debias.hyperplanes import LatentDimensionError
+
+    for name, plane in (("h_t", h_t), ("h_g", h_g)):
+        if plane.dim != latent_dim:
+            raise LatentDimensionError(f"{where}: {name} has dimension {plane.dim} but the generator's latents have "
+                                       f"dimension {latent_dim}: the hyperplanes belong to another generator; delete "
+                                       f"{where.parent} to refit them")
 
 
 def _truth(generator, z, zprime, t, g, target: str, protected: str) -> dict[str, Any] | None:

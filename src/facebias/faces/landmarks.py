@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from facebias.data.cache import ImageDecodeError, _ProgressBar
 from facebias.data.table import FaceTable
@@ -296,17 +296,12 @@ def landmark_image(
     try:
         with Image.open(path) as opened:
             image = np.asarray(opened.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        return failed, math.nan, f"cannot read the image ({err})"
+    except Exception as err:  # missing, garbage, truncated: whatever Pillow raises, a per-image failure
+        return failed, math.nan, f"cannot read the image ({type(err).__name__}: {err})"
     height, width = image.shape[:2]
     if crop == "celeba" and (width, height) != (ALIGNED_WIDTH, ALIGNED_HEIGHT):
-        return (
-            failed,
-            math.nan,
-            (
-                f"image is {width}x{height}, crop='celeba' needs CelebA's aligned {ALIGNED_WIDTH}x{ALIGNED_HEIGHT}"
-            ),
-        )
+        frame = f"{ALIGNED_WIDTH}x{ALIGNED_HEIGHT}"
+        return failed, math.nan, f"image is {width}x{height}, crop='celeba' needs CelebA's aligned {frame}"
     scale, left, top = _to_aligned(width, height, crop)
     given = five is not None
     if five is None:
@@ -332,14 +327,10 @@ def landmark_image(
         iod = np.linalg.norm(five[1] - five[0])
         nme = float(np.linalg.norm(five_from_68(points) - five, axis=1).mean() / max(iod, 1e-6))
         if not nme <= MAX_NME:
-            return (
-                failed,
-                score,
-                (
-                    f"dlib's points disagree with the five landmarks (mean error {nme:.2f} inter-ocular "
-                    f"distances, above {MAX_NME})"
-                ),
+            why = (
+                f"dlib's points disagree with the five landmarks (mean error {nme:.2f} iod, above {MAX_NME})"
             )
+            return failed, score, why
     aligned = np.stack(
         [
             CROP_LEFT + (points[:, 0] + 0.5 - left) * scale - 0.5,

@@ -87,6 +87,23 @@ def check_config(cfg: DictConfig) -> None:
             if name not in ATTRIBUTE_NAMES:
                 raise KeyError(f"unknown attribute {name!r} for SynthFaces (in data.targets, data.concept or "
                                f"data.protected); available: {', '.join(ATTRIBUTE_NAMES)}")
+        synth = data.get("synth") or {}
+        fractions, n_faces = list(synth.get("split", [0.8, 0.1, 0.1])), synth.get("n_faces", 24000)
+        if len(fractions) == 3:  # (the generator checks the option's form with its own message)
+            n_train, n_val = round(fractions[0] * n_faces), round(fractions[1] * n_faces)  # as it splits
+            counts = {"train": n_train, "val": n_val, "test": n_faces - n_train - n_val}
+            for name, count in counts.items():
+                if count <= 0:
+                    raise ValueError(f"data.synth.split={fractions} of data.synth.n_faces={n_faces} gives the "
+                                     f"{name} split no image; every run needs train, val and test images")
+    elif data.source in ("celeba", "folder"):
+        import hydra
+
+        # read the annotations (about a second for all of CelebA; no image is decoded): an empty split or an
+        # unknown attribute fails here, naming the file, before the run directory or any stage exists
+        datamodule = hydra.utils.instantiate(data, _convert_="all")
+        if hasattr(datamodule, "preflight"):
+            datamodule.preflight()
 
 
 def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | None = None) -> dict[str, Any]:
