@@ -267,24 +267,7 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
     z = generator.sample(n_augment, int(d.seed) + 1)
     zprime = perturb(z, h_t, h_g, min_sin2=float(d.min_sin2))  # guard rail: stops when 1 - c^2 is tiny
     # step 4: render G(z) and G(z') chunk by chunk; progress.json says how far a previous attempt got
-    images = _open_images(work / "images.npy", 2 * n_augment, generator.image_size)
-    columns = ("t", "g", "t_prime", "g_prime", "score_t", "score_g")
-    table = _open_table(work / "labels_partial.npy", n_augment, len(columns))
-    done = read_json(work / "progress.json")["rendered"] if (work / "progress.json").is_file() else 0
-    if done:
-        log.info("resuming the augmented set at %d of %d latents", done, n_augment)
-    for start in range(done, n_augment, CHUNK):
-        stop = min(start + CHUNK, n_augment)
-        generator.render(z[start:stop], batch_size=int(d.batch_size), out=images[start:stop])
-        generator.render(zprime[start:stop].astype(np.float32), batch_size=int(d.batch_size),
-                         out=images[n_augment + start:n_augment + stop])
-        ours, theirs = label(images[start:stop]), label(images[n_augment + start:n_augment + stop])
-        table[start:stop] = np.stack([ours["t"], ours["g"], theirs["t"], theirs["g"], ours["score_t"],
-                                      ours["score_g"]], axis=1)
-        images.flush()
-        table.flush()
-        write_json_atomic(work / "progress.json", {"rendered": stop})
-        log.info("augmented set: %d / %d latents rendered as G(z) and G(z')", stop, n_augment)
+    images, table = render_pairs(work, generator, z, zprime, label, int(d.batch_size))
     t, g, t_prime, g_prime = (table[:, i].astype(np.uint8) for i in range(4))
     tmp = work / ".labels.tmp.npz"
     np.savez(tmp, target=np.concatenate([t, t]), protected=np.concatenate([g, 1 - g]),
@@ -310,6 +293,31 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
         meta["truth"] = _truth(generator, z, zprime, t, g, target, protected)
     (work / "labels_partial.npy").unlink(missing_ok=True)
     return meta
+
+
+def render_pairs(work: Path, generator, z: np.ndarray, zprime: np.ndarray, label, batch_size: int,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """G(z) into rows [0, n) and G(z') into [n, 2n) of ``work/images.npy``, labelled by ``label`` (a function of
+    uint8 images -> {"t", "g", "score_t", "score_g"}), in chunks; ``progress.json`` records the rows done, so a
+    killed stage resumes at the next chunk. Returns the image memmap and the (n, 6) label table."""
+    n = len(z)
+    images = _open_images(work / "images.npy", 2 * n, generator.image_size)
+    table = _open_table(work / "labels_partial.npy", n, 6)  # t, g, t of G(z'), g of G(z'), score_t, score_g
+    done = read_json(work / "progress.json")["rendered"] if (work / "progress.json").is_file() else 0
+    if done:
+        log.info("resuming the augmented set at %d of %d latents", done, n)
+    for start in range(done, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        generator.render(z[start:stop], batch_size=batch_size, out=images[start:stop])
+        generator.render(zprime[start:stop].astype(np.float32), batch_size=batch_size, out=images[n + start:n + stop])
+        ours, theirs = label(images[start:stop]), label(images[n + start:n + stop])
+        table[start:stop] = np.stack([ours["t"], ours["g"], theirs["t"], theirs["g"], ours["score_t"],
+                                      ours["score_g"]], axis=1)
+        images.flush()
+        table.flush()
+        write_json_atomic(work / "progress.json", {"rendered": stop})
+        log.info("augmented set: %d / %d latents rendered as G(z) and G(z')", stop, n)
+    return images, table
 
 
 def check_planes(h_t, h_g, latent_dim: int, where: Path) -> None:
