@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         torch.set_float32_matmul_precision("high")  # as train.py does
+    elif args.quick:  # one thread: on a shared CPU, OpenMP threads waiting on each other cost ~10x
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and train.py's too
     info = environment()
     say(f"gpu_check ({'quick' if args.quick else 'full'}): {describe_environment(info)}")
     if device == "cpu" and not args.quick:

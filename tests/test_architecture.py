@@ -90,7 +90,8 @@ ALLOWED = {
     "generators": {"data", "faces", "models", "runs"},
     "runs": {"reporting", "data", "results"},
     "results": set(),
-    "training": {"data", "models", "metrics", "runs", "reporting", "results"},
+    "training": {"data", "models", "metrics", "runs", "reporting", "results", "debias"},
+    "debias": {"data", "generators", "models", "metrics", "runs", "reporting"},
     "evaluation": {"metrics", "reporting"},
     "dissect": {"data", "faces", "models", "reporting"},
 }

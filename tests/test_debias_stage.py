@@ -84,7 +84,7 @@ def test_an_interrupted_set_resumes_and_equals_what_it_would_have_written(debias
     monkeypatch.setattr(SynthFacesGenerator, "render", failing_render)
     identity = {"group": "t", "name": "t"}
     with pytest.raises(KeyboardInterrupt):
-        stage.prepare_augmentation(cfg, identity)
+        stage.prepare_augmentation(cfg, identity)  # the classifiers exist (the fixture trained them)
     (partial,) = (data_dir / "debias").glob("augment-*.partial")
     assert json.loads((partial / "progress.json").read_text()) == {"rendered": 64}
     monkeypatch.setattr(SynthFacesGenerator, "render", real_render)

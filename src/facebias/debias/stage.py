@@ -122,8 +122,10 @@ def config_key(sub: DictConfig) -> str:
     return hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dict[str, str]) -> Classifier:
-    """The named run (``debias.<role>_run``), or one trained (once, cached) with the experiment's data."""
+def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dict[str, str],
+                       train=None) -> Classifier:
+    """The named run (``debias.<role>_run``), or one trained (once, cached) with the experiment's data by
+    ``train(cfg, out=, identity=)`` (the training task, handed in so this stage does not import it)."""
     from facebias.runs import RunRecord, locate_run
 
     named = cfg.debias.get(f"{role}_run")
@@ -136,8 +138,8 @@ def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dic
         run_dir = Path(cfg.paths.data_dir) / "debias" / "classifiers" / f"{role}-{config_key(sub)}"
         finished = (run_dir / "run.json").is_file() and RunRecord.read(run_dir).status == "finished"
         if not finished:
-            from facebias.training.task import train
-
+            if train is None:
+                raise ValueError(f"no f_{role[0]} for {attribute}: name a run with debias.{role}_run=<dir>")
             shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted training starts over
             log.info("training f_%s (%s) for the de-biasing stage into %s", role[0], attribute, run_dir)
             OmegaConf.update(sub, "paths.output_dir", str(run_dir))
@@ -195,8 +197,9 @@ def _generator_identity(options: dict[str, Any]) -> dict[str, Any]:
     return identity
 
 
-def prepare_augmentation(cfg: DictConfig, identity: dict[str, str]) -> AugmentedSet:
-    """Steps 1–4 of the method for this experiment: the augmented set, built or reused."""
+def prepare_augmentation(cfg: DictConfig, identity: dict[str, str], train=None) -> AugmentedSet:
+    """Steps 1–4 of the method for this experiment: the augmented set, built or reused. ``train`` trains
+    the classifiers that are not named (facebias.training.task.train)."""
     import hydra
     from filelock import FileLock
 
@@ -206,8 +209,8 @@ def prepare_augmentation(cfg: DictConfig, identity: dict[str, str]) -> Augmented
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     n_augment = int(d.n_augment or len(datamodule.splits.train))
-    f_t = resolve_classifier(cfg, "target", target, identity)
-    f_g = resolve_classifier(cfg, "protected", protected, identity)
+    f_t = resolve_classifier(cfg, "target", target, identity, train)
+    f_g = resolve_classifier(cfg, "protected", protected, identity, train)
     generator, generator_identity = build_stage_generator(cfg, datamodule)
     key_fields = {"version": STAGE_VERSION, "generator": generator_identity,
                   "f_t": {**f_t.run.parent(), "head": f_t.head}, "f_g": {**f_g.run.parent(), "head": f_g.head},

@@ -183,7 +183,7 @@ def augment_stage(cfg: DictConfig, out: Path, identity: dict[str, str]):
     from facebias.debias.stage import prepare_augmentation
     from facebias.reporting.wandb import plain_config, wandb_session
 
-    augmented = prepare_augmentation(cfg, identity)
+    augmented = prepare_augmentation(cfg, identity, train=train)
     stage_identity = {"group": identity["group"], "name": f"augment {identity['name']}"}
     with wandb_session(cfg, out, stage_identity, "augment", plain_config(cfg.debias)) as session:
         log_augmentation(augmented, out / "augment", session)
