@@ -37,7 +37,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 from _common import ceiling, describe_environment, environment, pipeline, synth_datamodule  # noqa: E402
 
 BUDGET_S = 300  # the whole check, on one GPU

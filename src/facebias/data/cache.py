@@ -146,8 +146,9 @@ def array_checksum(array: np.ndarray) -> int:
     return crc
 
 
-def _key_fields(table: FaceTable, size: int, crop: str) -> dict:
-    """The cache's identity: readable fields plus the sha256 of them and every file's name, size and mtime."""
+def source_stamps(table: FaceTable) -> list[str]:
+    """Every image file's name, size and mtime: what keys a cache derived from a table's images (the image
+    cache, the landmarks), so a changed or replaced file invalidates it."""
     image_dir = Path(table.image_dir).resolve()
     if not image_dir.is_dir():
         raise ImageDecodeError(f"image directory {image_dir} of the {table.source} table does not exist")
@@ -164,6 +165,13 @@ def _key_fields(table: FaceTable, size: int, crop: str) -> dict:
             stamps.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
     finally:
         os.close(directory)
+    return stamps
+
+
+def _key_fields(table: FaceTable, size: int, crop: str) -> dict:
+    """The cache's identity: readable fields plus the sha256 of them and every file's name, size and mtime."""
+    image_dir = Path(table.image_dir).resolve()
+    stamps = source_stamps(table)
     fields = {
         "cache_version": CACHE_VERSION,
         "source": table.source,
@@ -224,7 +232,7 @@ def _build(
     paths = [str(Path(table.image_dir) / name) for name in table.filenames]
     try:
         array = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=shape)
-        with _ProgressBar(progress, len(paths), f"decoding {len(paths)} images into {npy.name}") as advance:
+        with ProgressBar(progress, len(paths), f"decoding {len(paths)} images into {npy.name}") as advance:
             if num_workers <= 1:
                 for row, path in enumerate(paths):
                     array[row] = decode_image(path, size, crop, table.row_origin(row))
@@ -265,7 +273,7 @@ def _decode_in_pool(
             raise
 
 
-class _ProgressBar:
+class ProgressBar:
     """A rich progress bar when wanted, else a no-op; yields a function that advances it."""
 
     def __init__(self, enabled: bool, total: int, description: str) -> None:

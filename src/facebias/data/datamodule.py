@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from facebias.data.bias import GRAYSCALE, BiasedSplits, SplitRows, controlled_splits
 from facebias.data.sources import load_table
@@ -52,6 +52,37 @@ class FaceBatches(Dataset):
 
 def _keep_batch(batch):
     return batch
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: (seed, epoch) mixed by numpy's SeedSequence (no collisions such as
+    seed + epoch would give between (0, 1) and (1, 0))."""
+    mixed = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(epoch)]).generate_state(1, np.uint64)[0]
+    return int(mixed)
+
+
+class EpochShuffle(DistributedSampler):
+    """The training order: a permutation drawn from `epoch_seed(seed, epoch)`, nothing else.
+
+    `set_epoch` (Lightning calls it before every epoch, resumed runs included) picks the epoch. With several
+    processes (DDP) each rank takes every `world`-th index of the same permutation, padded to equal length as
+    torch's DistributedSampler does; one process takes it whole. Being a DistributedSampler, Lightning keeps
+    it under DDP instead of replacing it with its own.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, num_replicas: int | None = None, rank: int | None = None):
+        if num_replicas is None or rank is None:
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            num_replicas = torch.distributed.get_world_size() if distributed else 1
+            rank = torch.distributed.get_rank() if distributed else 0
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        if self.total_size > len(order):  # pad so every rank gets the same number of indices
+            order += (order * (self.total_size // max(1, len(order)) + 1))[:self.total_size - len(order)]
+        return iter(order[self.rank:self.total_size:self.num_replicas])
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -159,15 +190,23 @@ class FaceDataModule(pl.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        """A split's loader; with `shuffle`, the order is `EpochShuffle`'s: a function of (seed, epoch) alone.
+
+        Lightning calls the sampler's `set_epoch` before every epoch, so a run resumed from a checkpoint sees
+        the same order as the uninterrupted run (a generator seeded once would replay epoch 0's order). The
+        loader's own generator only seeds worker processes, which draw nothing at random. Under DDP the shuffle
+        hands each rank its share (a DistributedSampler, which Lightning keeps); val and test loaders stay
+        sequential and Lightning shares them out (the model gathers their scores back, see `AttributeClassifier`).
+        """
         dataset = self.dataset(split)
         if split == "train" and self.augmented is not None:
             from facebias.data.augmented import JoinedBatches
 
             dataset = JoinedBatches(dataset, self.augmented)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          collate_fn=_keep_batch, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        sampler = EpochShuffle(dataset, self.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                          generator=torch.Generator().manual_seed(self.seed), collate_fn=_keep_batch,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)

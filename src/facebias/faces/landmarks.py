@@ -70,7 +70,7 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
-from facebias.data.cache import ImageDecodeError, _ProgressBar
+from facebias.data.cache import ProgressBar, source_stamps
 from facebias.data.table import FaceTable
 from facebias.faces.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH, CROP_LEFT, CROP_SIZE, CROP_TOP
 
@@ -419,21 +419,7 @@ def _report(result: Landmarks68, max_failed_fraction: float) -> Landmarks68:
 def _key_fields(table: FaceTable, crop: str, identity: str) -> dict:
     """The cache's identity, as the image cache keys it plus the five landmarks and the landmarker."""
     image_dir = Path(table.image_dir).resolve()
-    if not image_dir.is_dir():
-        raise ImageDecodeError(f"image directory {image_dir} of the {table.source} table does not exist")
-    stamps = []
-    directory = os.open(image_dir, os.O_RDONLY)
-    try:
-        for name in table.filenames:
-            try:
-                stat = os.stat(name, dir_fd=directory)
-            except FileNotFoundError:
-                raise ImageDecodeError(
-                    f"image {image_dir / name} of the {table.source} table no longer exists; re-read the data set"
-                ) from None
-            stamps.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
-    finally:
-        os.close(directory)
+    stamps = source_stamps(table)
     five = (
         "none"
         if table.landmarks is None
@@ -510,12 +496,12 @@ def _build(table: FaceTable, path: Path, fields: dict, crop: str, workers: int, 
 
     description = f"68-point landmarks for {n} {table.source} images into {path.name}"
     if workers <= 1 or n == 1:
-        with _ProgressBar(progress, n, description) as advance:
+        with ProgressBar(progress, n, description) as advance:
             for start in range(n):
                 sub = None if fives is None else fives[start : start + 1]
                 advance(store(_landmark_chunk(start, paths[start : start + 1], sub, crop)))
     else:
-        _landmark_in_pool(paths, fives, crop, workers, store, _ProgressBar(progress, n, description))
+        _landmark_in_pool(paths, fives, crop, workers, store, ProgressBar(progress, n, description))
 
     status = ["ok" if reason is None else "fallback" for reason in reasons]
     failures = {
