@@ -88,10 +88,16 @@ def decode_image(path: str | Path, size: int, crop: str = "celeba", origin: str 
             f"cannot decode image {path}{at}: the file is truncated or corrupt (Pillow: {err or type(err).__name__}); "
             "replace it with an intact copy, or remove its row from the annotations"
         ) from err
+    return crop_and_resize_image(image, size, crop, f"image {path}{at}")
+
+
+def crop_and_resize_image(image: Image.Image, size: int, crop: str = "celeba", what: str = "the image") -> np.ndarray:
+    """A decoded RGB picture -> (size, size, 3) uint8: the crop and bilinear resize every cached face gets
+    (also applied to generated pictures, so G(z) is cropped exactly like the real images)."""
     if crop == "celeba":
         if image.size != (ALIGNED_WIDTH, ALIGNED_HEIGHT):
             raise ImageDecodeError(
-                f"image {path}{at} is {image.size[0]}x{image.size[1]}, but crop='celeba' needs CelebA's "
+                f"{what} is {image.size[0]}x{image.size[1]}, but crop='celeba' needs CelebA's "
                 f"aligned {ALIGNED_WIDTH}x{ALIGNED_HEIGHT} frame; use crop='none' for images of other sizes"
             )
         image = image.crop((CROP_LEFT, CROP_TOP, CROP_RIGHT, CROP_BOTTOM))

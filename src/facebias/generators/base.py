@@ -9,12 +9,11 @@ augmenting 10^5 latents never holds them all in memory.
 
 from __future__ import annotations
 
-import io
 from abc import ABC, abstractmethod
 
 import numpy as np
 
-from facebias.data.cache import CROPS, decode_image
+from facebias.data.cache import CROPS
 
 
 class Generator(ABC):
@@ -87,19 +86,15 @@ def normal_latents(n: int, seed: int, dim: int) -> np.ndarray:
 
 
 def crop_and_resize(images: np.ndarray, size: int, crop: str) -> np.ndarray:
-    """(n, H, W, 3) uint8 pictures -> (n, size, size, 3) uint8, through the image cache's own decode.
-
-    Each picture goes through `data.cache.decode_image` via an in-memory BMP (lossless, ~0.3 ms), so the
-    crop and the PIL bilinear resize are the cache's code, not a copy of it that could drift.
-    """
+    """(n, H, W, 3) uint8 pictures -> (n, size, size, 3) uint8 through the image cache's own crop and resize
+    (`data.cache.crop_and_resize_image`), so generated faces are cropped exactly like the cached real ones."""
     from PIL import Image
+
+    from facebias.data.cache import crop_and_resize_image
 
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"crop_and_resize: expected (n, H, W, 3) uint8 pictures, got {images.shape} {images.dtype}")
     out = np.empty((images.shape[0], size, size, 3), dtype=np.uint8)
     for i, picture in enumerate(images):
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8)).save(buffer, format="BMP")
-        buffer.seek(0)
-        out[i] = decode_image(buffer, size, crop)
+        out[i] = crop_and_resize_image(Image.fromarray(np.ascontiguousarray(picture)), size, crop, f"generated picture {i}")
     return out

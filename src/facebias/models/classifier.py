@@ -90,7 +90,9 @@ class AttributeClassifier(pl.LightningModule):
         batch = self.preprocess(batch, augment=True)
         logits = self(batch["image"])
         loss = self.loss(logits.float(), batch["target"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(logits))
+        # the step value as it is (syncing it would cost a collective per step), the epoch mean over every rank
+        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(logits))
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(logits))
         return loss
 
     def _score(self, batch) -> dict[str, torch.Tensor]:
@@ -102,7 +104,6 @@ class AttributeClassifier(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         out = self._score(batch)
         self._outputs.append({k: v.cpu() for k, v in out.items()})
-        self.log("val/loss", self.loss(out["logit"], out["target"]), on_epoch=True, batch_size=len(out["logit"]))
 
     def test_step(self, batch, batch_idx):
         self.validation_step(batch, batch_idx)
@@ -115,12 +116,47 @@ class AttributeClassifier(pl.LightningModule):
             return
         from facebias.metrics.summary import summarize_predictions
 
-        gathered = {k: torch.cat([o[k] for o in self._outputs]).numpy() for k in self._outputs[0]}
+        gathered = {k: torch.cat([o[k] for o in self._outputs]) for k in self._outputs[0]}
         self._outputs.clear()
+        distributed = self.trainer.world_size > 1
+        if distributed:  # every rank scored its share: gather the whole split before any statistic
+            gathered = self._gather_ranks(gathered)
+        loss = float(self.loss(gathered["logit"], gathered["target"]))
+        gathered = {k: v.numpy() for k, v in gathered.items()}
         metrics = summarize_predictions(gathered, self.targets, threshold=0.5)
+        # every rank now holds the same numbers: a max over ranks keeps them exactly (and marks them synced)
+        sync = {"sync_dist": True, "reduce_fx": "max"} if distributed else {}
         finite = {f"{stage}/{k}": float(v) for k, v in metrics.items() if np.isfinite(v) and k != "AP"}
-        self.log_dict(finite, prog_bar=False)
-        self.log(f"{stage}/AP", float(metrics["AP"]), prog_bar=True)  # the checkpoint monitor
+        self.log(f"{stage}/loss", loss, **sync)
+        self.log_dict(finite, prog_bar=False, **sync)
+        self.log(f"{stage}/AP", float(metrics["AP"]), prog_bar=True, **sync)  # the checkpoint monitor
+
+    def _gather_ranks(self, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Under DDP: every rank's scores of the split, each item once, in the split's order.
+
+        Lightning shares a val/test split out with a DistributedSampler: rank r scores items r, r + world, ...,
+        padded to equal length by repeating the split's first items. All ranks' tensors are gathered (padded to
+        one length for the collective), interleaved back into the split's order, and the repeats dropped by
+        `row` (a split's rows are distinct), so every statistic equals a one-process evaluation's. Shares of
+        unequal length (another sampler) are concatenated rank by rank instead; the statistics do not depend
+        on the order.
+        """
+        world = self.trainer.world_size
+        size = torch.tensor([len(local["row"])], device=self.device)
+        sizes = [int(n) for n in self.all_gather(size).view(-1).tolist()]
+        longest = max(sizes)
+        parts = {}
+        for key, value in local.items():
+            padded = value.new_zeros((longest, *value.shape[1:])).to(self.device)
+            padded[:len(value)] = value.to(self.device)
+            parts[key] = self.all_gather(padded).cpu()  # (world, longest, ...)
+        if len(set(sizes)) == 1:
+            merged = {k: v.transpose(0, 1).reshape(world * longest, *v.shape[2:]) for k, v in parts.items()}
+        else:
+            merged = {k: torch.cat([v[r, :n] for r, n in enumerate(sizes)]) for k, v in parts.items()}
+        _, first = np.unique(merged["row"].numpy(), return_index=True)
+        keep = torch.from_numpy(np.sort(first))
+        return {k: v[keep] for k, v in merged.items()}
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_metrics("val")

@@ -4,7 +4,7 @@ A training run draws from torch's CPU generator (the random flips of `random_hfl
 generators (cuDNN dropout), numpy's and python's global generators; the training order is not among them (it
 is a function of (seed, epoch), `facebias.data.datamodule.EpochShuffle`). `capture()` returns them as tensors,
 lists and plain numbers, so checkpoints holding them still load with `torch.load(..., weights_only=True)`;
-`restore()` puts them back. `facebias.training.callbacks.RandomState` stores them in every checkpoint.
+`restore()` puts them back. `facebias.training.callbacks.ModelCheckpoint` stores them in every checkpoint.
 """
 
 from __future__ import annotations

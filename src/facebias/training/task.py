@@ -112,10 +112,17 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
     ``out`` and ``identity`` (W&B group and name) default to the Hydra job's; a stage that trains a run of
     its own (the de-biasing stage's classifiers) passes both. With a ``debias`` node the latent de-biasing
     stage runs first and its generated images join the training split (``debias.arm``).
+
+    Several processes (``trainer=ddp``, ``trainer=ddp_slurm``): ``ddp_spawn`` trains in child processes and
+    returns here, where the final scores are computed in this one process (`final_metrics`). With plain
+    ``ddp`` every process runs this function (the SLURM tasks of a job, or the copies Lightning starts);
+    the others train beside rank 0 but write nothing and start no W&B run; rank 0 scores and writes, and
+    every process returns its numbers. ``sync_batchnorm`` applies on GPUs only (off on the CPU).
     """
     import hydra
     import pytorch_lightning as pl
     import torch
+    from pytorch_lightning.utilities import rank_zero_only
 
     from facebias.reporting.console import get_logger
     from facebias.reporting.files import write_json_atomic
@@ -128,28 +135,31 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
     check_config(cfg)
     quiet_known_warnings()
     started = time.time()
+    lead = rank_zero_only.rank == 0  # plain ddp: this process's rank (SLURM_PROCID, RANK, LOCAL_RANK); else 0
     out = Path(out) if out is not None else output_dir()
     out.mkdir(parents=True, exist_ok=True)
     identity = identity or run_identity(cfg)  # evaluate.py and the analyses log into the same group
     record = RunRecord(kind=TRAIN, status="running", config=plain_config(cfg), wandb=identity,
                        checkpoints={"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"},
                        result="metrics.json")
-    record.write(out)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if lead:
+        record.write(out)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
         torch.set_float32_matmul_precision("high")
 
     augmented = augment_stage(cfg, out, identity) if cfg.get("debias") else None
-    with wandb_session(cfg, out, identity, "train", plain_config(cfg)) as session:
+    with wandb_session(cfg, out, identity, "train" if lead else None, plain_config(cfg)) as session:
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
         datamodule.setup("fit")
         get_logger(__name__).info(datamodule.splits.summary())
         record.data = datamodule.describe()
         if augmented is not None:
             record.data["augmented"] = attach_augmentation(datamodule, augmented, cfg.debias.arm)
-        record.write(out)
+        if lead:
+            record.write(out)
         model = hydra.utils.instantiate(cfg.model, _convert_="all", targets=list(cfg.data.targets),
                                         channels_last=torch.cuda.is_available())
         if torch.cuda.is_available():
@@ -157,13 +167,22 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
         loggers = build_loggers(cfg, out, session)
         trainer_kwargs = {k: v for k, v in plain_config(cfg.trainer).items() if k != "_target_"}
         trainer_kwargs["precision"] = resolve_precision(cfg.trainer)
+        accelerator = str(cfg.trainer.get("accelerator", "auto"))
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+        if trainer_kwargs.get("sync_batchnorm") and not on_gpu:  # SyncBatchNorm refuses CPU modules
+            get_logger(__name__).info("trainer.sync_batchnorm applies on GPUs only: off on the CPU")
+            trainer_kwargs["sync_batchnorm"] = False
         trainer = pl.Trainer(**trainer_kwargs, logger=loggers or False,
                              callbacks=build_callbacks(cfg.callbacks, out))
         wandb = wandb_logger(loggers)
         if wandb is not None and cfg.logger.wandb.log_images:
             log_bias_grid(wandb, datamodule)
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics = final_metrics(cfg, trainer, model, datamodule, out)
+        metrics = final_metrics(cfg, trainer, model, datamodule, out) if lead else None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # plain ddp, all processes
+            metrics = trainer.strategy.broadcast(metrics, src=0)
+        if not lead:
+            return metrics
         metrics["seconds"] = round(time.time() - started, 1)
         metrics["wandb"] = identity
         if augmented is not None:
@@ -202,7 +221,17 @@ def attach_augmentation(datamodule, augmented, arm: str) -> dict[str, Any]:
 
 
 def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
-    """Score the best checkpoint on val and the balanced test split; per-cell accuracy and the gap."""
+    """Score the best checkpoint on val and the balanced test split; per-cell accuracy and the gap.
+
+    One process, one device, the whole split: through the trainer's `predict` when it runs one process, and
+    after a multi-process fit (ddp, ddp_spawn) by a plain loop in this process on the trainer's root device
+    and precision (a second `predict` would spawn again, or score each rank's share only), honouring
+    `trainer.limit_predict_batches` as predict does.
+    """
+    import itertools
+
+    import torch
+
     from facebias.metrics import cell_accuracy, stereotype_gap
     from facebias.metrics.summary import summarize_predictions
     from facebias.results import SCHEMA_VERSION
@@ -215,10 +244,23 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     metrics: dict[str, Any] = {"schema": SCHEMA_VERSION, "experiment": cfg.get("exp_name"), "family": cfg.get("family"),
                                "data": description, "best_checkpoint": best,
                                "last_checkpoint": str(out / "checkpoints" / "last.ckpt"), "threshold": 0.5}
+
+    def predict_here(loader) -> dict[str, Any]:
+        device = trainer.strategy.root_device
+        limit = trainer.limit_predict_batches
+        n_batches = int(len(loader) * limit) if isinstance(limit, float) else min(len(loader), int(limit))
+        scorer = model.to(device).eval()
+        batches = []
+        with torch.inference_mode(), trainer.precision_plugin.predict_step_context():
+            for i, batch in enumerate(itertools.islice(loader, n_batches)):
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                batches.append(scorer.predict_step(batch, i))
+        return {k: torch.cat([b[k] for b in batches]).numpy() for k in batches[0]}
+
     splits = ("val", "test") if cfg.get("test", True) else ("val",)
     for split in splits:
         loader = getattr(datamodule, f"{split}_dataloader")()
-        pred = collect_predictions(trainer, model, loader)
+        pred = collect_predictions(trainer, model, loader) if trainer.world_size == 1 else predict_here(loader)
         metrics[split] = summarize_predictions(pred, list(cfg.data.targets), threshold=0.5)
         if split == "test":
             scores = (pred["score"][:, 0] > 0.5).astype(int)
