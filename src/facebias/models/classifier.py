@@ -48,6 +48,16 @@ def target_config(value: Any, name: str) -> dict[str, Any] | None:
     return plain
 
 
+def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """(world, *tensor.shape): every rank's tensor of one shape (torch.distributed's collective; Lightning's
+    `all_gather` goes through a deprecated torch function)."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.stack(parts)
+
+
 class AttributeClassifier(pl.LightningModule):
     def __init__(self, targets: Sequence[str] = ("Male",), backbone: str = "resnet18", pretrained: bool = False,
                  optimizer: Mapping[str, Any] | None = DEFAULT_OPTIMIZER,
@@ -143,13 +153,13 @@ class AttributeClassifier(pl.LightningModule):
         """
         world = self.trainer.world_size
         size = torch.tensor([len(local["row"])], device=self.device)
-        sizes = [int(n) for n in self.all_gather(size).view(-1).tolist()]
+        sizes = [int(n) for n in _all_gather(size).view(-1).tolist()]
         longest = max(sizes)
         parts = {}
         for key, value in local.items():
             padded = value.new_zeros((longest, *value.shape[1:])).to(self.device)
             padded[:len(value)] = value.to(self.device)
-            parts[key] = self.all_gather(padded).cpu()  # (world, longest, ...)
+            parts[key] = _all_gather(padded).cpu()  # (world, longest, ...)
         if len(set(sizes)) == 1:
             merged = {k: v.transpose(0, 1).reshape(world * longest, *v.shape[2:]) for k, v in parts.items()}
         else:

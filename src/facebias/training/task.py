@@ -243,7 +243,10 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     description = datamodule.describe()
     metrics: dict[str, Any] = {"schema": SCHEMA_VERSION, "experiment": cfg.get("exp_name"), "family": cfg.get("family"),
                                "data": description, "best_checkpoint": best,
-                               "last_checkpoint": str(out / "checkpoints" / "last.ckpt"), "threshold": 0.5}
+                               "last_checkpoint": str(out / "checkpoints" / "last.ckpt")}
+    if hasattr(model, "run_metrics"):  # a model that is not a classifier (the GAN) reports its own figures
+        return {**metrics, **model.to(trainer.strategy.root_device).run_metrics(datamodule, out)}
+    metrics["threshold"] = 0.5
 
     def predict_here(loader) -> dict[str, Any]:
         device = trainer.strategy.root_device
