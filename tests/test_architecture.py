@@ -94,6 +94,7 @@ ALLOWED = {
     "debias": {"data", "generators", "models", "metrics", "runs", "reporting"},
     "evaluation": {"metrics", "reporting"},
     "dissect": {"data", "faces", "models", "reporting"},
+    "explain": {"data", "dissect", "faces", "reporting"},
 }
 
 

@@ -1,8 +1,9 @@
 """evaluate.py: the audit of a trained run, checked against numbers recomputed here from its checkpoint.
 
 Unit tests cover the pieces with known answers (categories, thresholds, errors); the end-to-end tests
-train tiny runs once per module and compare evaluate.py's threshold and AP with an independent
-recomputation (model forward pass here, the threshold's definition by hand, scikit-learn's AP).
+train tiny runs once per module and compare evaluate.py's threshold, AP, cell accuracies and gap with an
+independent recomputation (model forward pass here, each definition by hand). That a P=100 model is more
+biased than a P=50 one is tested in test_known_answers.py.
 """
 
 from __future__ import annotations
@@ -193,14 +194,29 @@ def recompute_scores(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
                                                      map_location="cpu").eval()
     result = {}
     for split in ("val", "test"):
-        scores, targets = [], []
+        scores, targets, concepts = [], [], []
         with torch.no_grad():
             for batch in getattr(datamodule, f"{split}_dataloader")():
                 batch = model.preprocess(batch)
                 scores.append(torch.sigmoid(model(batch["image"]).float()))
                 targets.append(batch["target"])
-        result[split] = {"score": torch.cat(scores).numpy(), "target": torch.cat(targets).numpy().astype(int)}
+                concepts.append(batch["concept"])
+        result[split] = {"score": torch.cat(scores).numpy(), "target": torch.cat(targets).numpy().astype(int),
+                         "concept": torch.cat(concepts).numpy().astype(int)}
     return result
+
+
+def average_precision_by_hand(targets: np.ndarray, scores: np.ndarray) -> float:
+    """AP = sum over the distinct scores t, from the highest down, of (R(t) - R(previous t)) * P(t), where
+    R and P are the recall and precision of predicting s >= t (tied scores enter together)."""
+    ap, previous_recall = 0.0, 0.0
+    for t in np.unique(scores)[::-1]:
+        predicted = scores >= t
+        true_positives = int(np.sum(predicted & (targets == 1)))
+        recall = true_positives / int(np.sum(targets == 1))
+        ap += (recall - previous_recall) * true_positives / int(np.sum(predicted))
+        previous_recall = recall
+    return ap
 
 
 def shared_sweep(data_dir: Path) -> Path:
@@ -251,14 +267,10 @@ def test_evaluate_writes_metrics_tables_and_plots(evaluated):
     cells = read_csv(out / "cells.csv")
     assert [c["cell"] for c in cells] == ["y1_c1", "y1_c0", "y0_c1", "y0_c0"]
     assert len({c["count"] for c in cells}) == 1  # the balanced test split
-    gap = metrics["heads"]["Male"]["gap"]
-    assert gap["gap"] == pytest.approx(gap["stereotypical"] - gap["counter_stereotypical"])
     assert "wandb sync" in result.stdout  # ran offline, says how to upload
 
 
-def test_threshold_and_ap_match_an_independent_recomputation(evaluated, p100_run):
-    from sklearn.metrics import average_precision_score
-
+def test_threshold_ap_cells_and_gap_match_an_independent_recomputation(evaluated, p100_run):
     _, metrics, _ = evaluated
     head = metrics["heads"]["Male"]
     recomputed = recompute_scores(p100_run)
@@ -267,10 +279,19 @@ def test_threshold_and_ap_match_an_independent_recomputation(evaluated, p100_run
     by_hand = float(np.sort(val["score"][:, 0])[::-1][n_pos - 1])  # the cp-th largest val score
     assert head["threshold"] == pytest.approx(by_hand, abs=1e-6)
     assert head["val"]["positives"] == n_pos
-    assert head["test"]["AP"] == pytest.approx(average_precision_score(test["target"][:, 0], test["score"][:, 0]),
-                                               abs=1e-6)
-    accuracy = np.mean((test["score"][:, 0] > head["threshold"]) == test["target"][:, 0])
-    assert head["test"]["accuracy"] == pytest.approx(accuracy)
+    scores, targets, concept = test["score"][:, 0], test["target"][:, 0], test["concept"]
+    assert head["test"]["AP"] == pytest.approx(average_precision_by_hand(targets, scores), abs=1e-6)
+    predicted = (scores > head["threshold"]).astype(int)  # strictly above the threshold
+    assert head["test"]["accuracy"] == pytest.approx(np.mean(predicted == targets))
+    # accuracy per (target y, concept c) cell; at P=100 the training data paired glasses with men, so the
+    # stereotypical cells are men with glasses and women without
+    accuracy = {(y, c): np.mean(predicted[(targets == y) & (concept == c)] == y) for y in (0, 1) for c in (0, 1)}
+    for (y, c), value in accuracy.items():
+        assert head["cells"][f"y{y}_c{c}"]["accuracy"] == pytest.approx(value)
+    assert head["stereotype"]["direction"] == "positive"
+    stereotypical = (accuracy[1, 1] + accuracy[0, 0]) / 2
+    counter = (accuracy[1, 0] + accuracy[0, 1]) / 2
+    assert head["gap"]["gap"] == pytest.approx(stereotypical - counter)
 
 
 def test_eval_logs_to_the_training_runs_wandb_group(evaluated, p100_run):

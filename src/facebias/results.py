@@ -132,3 +132,51 @@ class DissectionResult(TypedDict, total=False):
     wandb: dict[str, str]
     files: list[str]
     seconds: float
+
+
+class RegionScore(TypedDict, total=False):
+    """One face region of regions.json: the share of its mask above each map's threshold, averaged over the
+    faces where the region exists; ``<key>_low`` / ``<key>_high`` bound a percentile bootstrap interval (95 %)."""
+
+    region: str
+    n: int  # faces where the region exists (n_g0, n_g1: per protected group)
+    n_g0: int
+    n_g1: int
+    all: float  # every explained face
+    g0: float  # protected = 0
+    g1: float  # protected = 1
+    diff: float  # g1 - g0
+    random_weights: float | None  # the same architecture with randomised weights (sanity check)
+
+
+class RegionsResult(TypedDict, total=False):
+    """regions.json of dissect.py analysis=regions."""
+
+    schema: int
+    job: str  # "explain-regions"
+    source: Source
+    experiment: str
+    family: str
+    P: float | None
+    concept: str | None
+    targets: list[str]
+    train_seed: int
+    settings: dict[str, Any]  # layer, method, head, target_class, split, max_images, seed, n_bootstrap, ...
+    network: str
+    image_size: int
+    device: str
+    layer: str
+    layer_shape: list[int]  # units, h, w of the explained layer's map
+    method: str  # GradCAM, GradCAM++, LayerCAM, ScoreCAM, EigenCAM, ...
+    head: str
+    target_class: int
+    protected: str
+    selection: dict[str, Any]  # split, n_images, per_group, rule
+    dictionary: dict[str, Any]  # mask_size, confidence, concepts, crop
+    statistic: str
+    n_bootstrap: int
+    regions: list[RegionScore]
+    sanity: dict[str, Any] | None  # rho, passed (rho < limit), limit, seed, random_scores, rule; null: not run
+    wandb: dict[str, str]
+    files: list[str]
+    seconds: float

@@ -6,8 +6,7 @@
 - ``synthfaces``: the renderer, with ground truth (options of SynthFacesGenerator; with ``root`` it
   is built from a generated set via `SynthFacesGenerator.from_dataset`, ``rows`` selecting the pool).
 - ``user``: a Python file + class + state_dict (UserGenerator; the only outside code facebias runs).
-- ``gan``: a GAN run trained by train.py. Not available yet: it arrives with the GAN issue, which adds
-  its class here and one entry to ``_BUILDERS``.
+- ``gan``: a GAN run trained by train.py (GanRunGenerator: ``run=<dir>``, the EMA generator of its checkpoint).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .base import Generator, crop_and_resize, normal_latents
+from .gan import GanRunGenerator, NotAGanRunError
 from .synthfaces import SynthFacesGenerator, resample_latents
 from .user import GeneratorLoadError, UserGenerator
 
@@ -26,8 +26,8 @@ def _synthfaces(**options) -> SynthFacesGenerator:
     return SynthFacesGenerator(**options)
 
 
-_BUILDERS = {"synthfaces": _synthfaces, "user": UserGenerator}
-_PENDING = {"gan": "a GAN run from train.py arrives with the GAN issue; until then use 'synthfaces' or 'user'"}
+_BUILDERS = {"synthfaces": _synthfaces, "user": UserGenerator, "gan": GanRunGenerator.from_options}
+_PENDING: dict[str, str] = {}
 
 
 def build_generator(config: Mapping | None = None, /, **options) -> Generator:
@@ -43,8 +43,10 @@ def build_generator(config: Mapping | None = None, /, **options) -> Generator:
 
 
 __all__ = [
+    "GanRunGenerator",
     "Generator",
     "GeneratorLoadError",
+    "NotAGanRunError",
     "SynthFacesGenerator",
     "UserGenerator",
     "build_generator",
