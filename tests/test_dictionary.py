@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPTS
+from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, FACE_PARTS, LOCAL_CONCEPT_REGION, LOCAL_CONCEPTS
 from facebias.faces.dictionary import (
     DEFAULT_CONFIDENCE,
     MIN_STD_IOD,
+    FaceDictionary,
     chi2_radius_squared,
     dictionary_for_table,
     exact_masks_to_crop,
@@ -21,13 +22,11 @@ from facebias.faces.dictionary import (
     score_against_exact,
 )
 
-SAMPLE_DIRS = [Path(__file__).parent / "data" / "celeba_sample", Path("/work/shared/celeba_sample")]
+SAMPLE_DIR = Path(__file__).parent / "data" / "celeba_sample"  # committed: ten real CelebA faces
 
 
 def _read_celeba_sample() -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    root = next((d for d in SAMPLE_DIRS if (d / "list_landmarks_align_celeba.txt").exists()), None)
-    if root is None:
-        pytest.skip("CelebA sample not found in tests/data/celeba_sample")
+    root = SAMPLE_DIR
     rows = (root / "list_landmarks_align_celeba.txt").read_text().splitlines()[2:]
     landmarks = np.array([[float(v) for v in r.split()[1:]] for r in rows if r.strip()]).reshape(-1, 5, 2)
     lines = (root / "list_attr_celeba.txt").read_text().splitlines()
@@ -161,21 +160,53 @@ def test_exact_masks_are_cropped_and_resized_to_crop_coordinates():
         exact_masks_to_crop(torch.zeros(1, 1, 128, 128, dtype=torch.bool), 64)
 
 
-def test_score_against_exact_is_one_for_the_dictionary_itself_and_drops_when_shifted():
-    landmarks = random_landmarks(6, seed=2)
-    attrs = {a: np.array([1, 0, 1, 0, 1, 0]) for a, _ in ATTRIBUTE_OF_CONCEPT.values()}
-    dictionary = face_dictionary(landmarks, attrs, mask_size=128)
-    exact = torch.zeros(6, len(LOCAL_CONCEPTS), 218, 178, dtype=torch.bool)
-    exact[..., 57:185, 25:153] = dictionary.masks
-    scores = score_against_exact(dictionary, exact)
-    assert set(scores) == set(LOCAL_CONCEPTS)
-    assert all(s == pytest.approx(1.0) for s in scores.values())
-    shifted = score_against_exact(dictionary, exact.roll(shifts=6, dims=-1))
-    assert shifted["eyes"] < 0.6 and shifted["forehead"] > shifted["eyes"]
+def _disc_dictionary(centres: list[list[tuple[float, float]]], radii: list[list[float]], present: list[list[bool]],
+                     concepts: tuple[str, ...], size: int = 128) -> FaceDictionary:
+    """One disc per (face, concept) in mask pixels: an isotropic Gaussian whose r^2-ellipse has that radius."""
+    r2 = chi2_radius_squared(DEFAULT_CONFIDENCE)
+    means = torch.tensor(centres, dtype=torch.float32)[:, :, None, :]  # (n, C, K=1, 2)
+    variances = torch.tensor(radii, dtype=torch.float32) ** 2 / r2
+    covariances = variances[:, :, None, None, None] * torch.eye(2)  # (n, C, 1, 2, 2)
+    return FaceDictionary(concepts=concepts, regions=tuple(LOCAL_CONCEPT_REGION[c] for c in concepts), mask_size=size,
+                          confidence=DEFAULT_CONFIDENCE, means=means, covariances=covariances,
+                          present=torch.tensor(present))
+
+
+def _exact_disc(centre: tuple[float, float], radius: float) -> torch.Tensor:
+    """A disc in the aligned 218x178 frame, given in 128-px crop coordinates (pixel centres at j + 0.5)."""
+    rows = torch.arange(218, dtype=torch.float64)[:, None] + 0.5 - 57
+    cols = torch.arange(178, dtype=torch.float64)[None, :] + 0.5 - 25
+    return (cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 <= radius**2
+
+
+def test_score_against_exact_gives_the_closed_form_iou_of_discs_per_image_mean():
+    """Concentric discs of radii r < R: IoU = r^2 / R^2. Two equal discs of radius R whose centres are R
+    apart: intersection R^2 (2 pi / 3 - sqrt(3) / 2), union 2 pi R^2 minus that, IoU 0.2430."""
+    c = (64.0, 64.0)
+    concepts = ("eyes", "nose", "Eyeglasses", "Mustache")
+    # eyes: drawn r = 20 in a true R = 40 (face 0), r = 30 in R = 30 (face 1)
+    # nose: drawn R = 24, true R = 24 moved right by 24 (both faces)
+    # Eyeglasses: face 0 wears them (drawn = true, r = 20); face 1 does not (both empty: skipped)
+    # Mustache: absent everywhere (both empty on every face: undefined)
+    dictionary = _disc_dictionary(centres=[[c, c, c, c]] * 2, radii=[[20, 24, 20, 10], [30, 24, 20, 10]],
+                                  present=[[True, True, True, False], [True, True, False, False]], concepts=concepts)
+    exact = torch.zeros(2, len(concepts), 218, 178, dtype=torch.bool)
+    exact[0, 0], exact[1, 0] = _exact_disc(c, 40), _exact_disc(c, 30)
+    exact[:, 1] = _exact_disc((c[0] + 24, c[1]), 24)
+    exact[0, 2] = _exact_disc(c, 20)
+    scores = score_against_exact(dictionary, exact, exact_concepts=concepts)
+    # pixelised (measured): eyes 0.6258, nose 0.2407, Eyeglasses 1.0
+    # the mean of the per-face IoUs (0.25 and 1), not the pooled ratio (400 + 900) / (1600 + 900) = 0.52
+    assert scores["eyes"] == pytest.approx((20**2 / 40**2 + 1.0) / 2, rel=0.01)
+    lens = 2 * math.pi / 3 - math.sqrt(3) / 2
+    assert scores["nose"] == pytest.approx(lens / (2 * math.pi - lens), rel=0.02)
+    assert scores["Eyeglasses"] == pytest.approx(1.0)  # not 0.5: the face without glasses is skipped
+    assert math.isnan(scores["Mustache"])
 
 
 def test_synthfaces_exact_masks_agree_with_the_landmark_ellipses():
-    synthfaces = pytest.importorskip("facebias.data.synthfaces")
+    from facebias.data import synthfaces
+
     faces = synthfaces.render(synthfaces.sample_latents(16, seed=0))
     attrs = {
         name: faces.attrs[:, i].numpy().astype(np.int64) for i, name in enumerate(synthfaces.ATTRIBUTE_NAMES)

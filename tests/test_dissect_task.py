@@ -2,7 +2,9 @@
 
 Pieces with known answers (balanced face selection, patch boxes, layer checks, sweep rows and Spearman's
 rho) are tested on hand-made inputs; the end-to-end tests dissect the tiny P=50/P=100 runs that
-test_evaluate.py trains once per session and compare the unit thresholds with a recomputation here.
+test_evaluate.py trains once per session and compare the unit thresholds and each unit's IoU with a
+recomputation here. The known answer (a unit built to detect the eye band is an eye-region detector) is
+in test_known_answers.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import compose
 from test_evaluate import run_script, shared_sweep
 from wandb_records import find_runs, read_run
@@ -23,6 +26,7 @@ from facebias.analyses.units import ALL_LAYERS, spearman, spearman_rows, sweep_r
 from facebias.dissect.layers import default_blocks, feature_map_layers, resolve_layers
 from facebias.dissect.patches import region_box
 from facebias.dissect.selection import balanced_subset
+from facebias.faces.dictionary import dictionary_for_table
 from facebias.models.backbones import small_cnn
 from facebias.reporting.files import read_csv
 from facebias.runs import RunNotFoundError
@@ -176,8 +180,9 @@ def dissected(p100_run, tmp_path_factory):
     return out, json.loads((out / "dissect.json").read_text()), result
 
 
-def recompute_thresholds(run_dir: Path, layer: int, quantile: float = 0.005) -> torch.Tensor:
-    """T_u of one small_cnn block by definition: the ceil(q * N*h*w)-th largest activation over the test faces."""
+def recompute_activations(run_dir: Path, layer: int) -> tuple[torch.Tensor, object]:
+    """One small_cnn block's activations (N, U, h, w) over the run's test faces, in split order, and the
+    data module: a forward pass here, without the dissection's code."""
     from omegaconf import OmegaConf
 
     from facebias.data.datamodule import FaceDataModule
@@ -195,10 +200,26 @@ def recompute_thresholds(run_dir: Path, layer: int, quantile: float = 0.005) -> 
         for batch in datamodule.test_dataloader():
             model(model.preprocess(batch)["image"])
     handle.remove()
-    acts = torch.cat(captured)  # (N, U, h, w)
+    return torch.cat(captured), datamodule
+
+
+def thresholds_by_definition(acts: torch.Tensor, quantile: float = 0.005) -> torch.Tensor:
+    """T_u by definition: the ceil(q * N*h*w)-th largest activation of each unit over all images and positions."""
     values = acts.transpose(0, 1).reshape(acts.shape[1], -1)
     k = math.ceil(quantile * values.shape[1])
     return values.sort(dim=1, descending=True).values[:, k - 1]
+
+
+def iou_by_definition(acts: torch.Tensor, thresholds: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(U, C) IoU: each map upsampled bilinearly to the mask size and thresholded at T_u, intersections and
+    unions summed over every image (one matrix product over all of them)."""
+    size = masks.shape[-2:]
+    on = F.interpolate(acts, size=size, mode="bilinear", align_corners=False) > thresholds[None, :, None, None]
+    on = on.transpose(0, 1).flatten(1).float()  # (U, N*S*S)
+    labels = masks.transpose(0, 1).flatten(1).float()  # (C, N*S*S)
+    intersection = on @ labels.T
+    union = on.sum(1)[:, None] + labels.sum(1)[None, :] - intersection
+    return torch.where(union > 0, intersection / union.clamp_min(1), torch.zeros_like(union))
 
 
 def test_units_csv_has_one_row_per_unit_and_exact_thresholds(dissected, p100_run):
@@ -210,12 +231,24 @@ def test_units_csv_has_one_row_per_unit_and_exact_thresholds(dissected, p100_run
         assert [int(r["unit"]) for r in mine] == list(range(width))
         assert summary["layers"][layer]["units"] == width
         assert summary["layers"][layer]["detectors"] == sum(r["detector"] == "True" for r in mine)
-        detected = [r for r in mine if r["detector"] == "True"]
-        assert all(float(r["iou"]) > 0.04 for r in detected)
     assert len(units) == 128 + 256
-    expected = recompute_thresholds(p100_run, 3)
-    got = torch.tensor([float(r["threshold"]) for r in units if r["layer"] == "3"])
+    acts, datamodule = recompute_activations(p100_run, 3)
+    expected = thresholds_by_definition(acts)
+    mine = [r for r in units if r["layer"] == "3"]
+    got = torch.tensor([float(r["threshold"]) for r in mine])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # each unit's best concept and IoU, recomputed from the forward pass and the test faces' dictionary masks
+    concepts = summary["dictionary"]["concepts"]
+    masks = dictionary_for_table(datamodule.table, datamodule.dataset("test").rows, mask_size=32,
+                                 concepts=concepts).masks
+    iou = iou_by_definition(acts, expected, masks)
+    top2 = iou.topk(2, dim=1).values
+    assert (top2[:, 0] > 0).sum() > 100  # not a trivially empty case
+    for row, (best, second), unit_iou in zip(mine, top2.tolist(), iou, strict=True):
+        assert float(row["iou"]) == pytest.approx(best, abs=1e-6), row
+        assert row["detector"] == str(best > 0.04), row
+        if best > second:
+            assert row["concept"] == concepts[int(unit_iou.argmax())], row
 
     d = summary["dictionary"]
     assert d["split"] == "test" and d["n_images"] == 64 and d["mask_size"] == 32  # the run's 32 px input

@@ -43,7 +43,6 @@ GAN_TINY = [
     "+trainer.limit_train_batches=3",
     "trainer.accelerator=cpu",
     "callbacks.progress_bar=null",
-    "logger=none",
 ]
 
 
@@ -318,11 +317,13 @@ def test_a_classifier_run_is_not_a_generator(tmp_path):
 
 # -------------------------------------------------------------------------------------- train.py end to end
 
-def run_gan(root: Path, data_dir: Path, *overrides: str, timeout: int = 600):
+def run_gan(root: Path, data_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 600):
+    if not any(o.startswith("logger=") for o in overrides):
+        overrides = ("logger=none", *overrides)
     cmd = [sys.executable, str(REPO / "train.py"), *GAN_TINY, f"paths.data_dir={data_dir}", *overrides]
     root.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, "WANDB_MODE": "disabled"})
+                            env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     (run_dir,) = sorted(p.parent for p in root.rglob("metrics.json"))
     return run_dir
@@ -332,7 +333,10 @@ def run_gan(root: Path, data_dir: Path, *overrides: str, timeout: int = 600):
 def fitted(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("gan_fit")
     clf = classifier_run(root / "classifier")
-    return run_gan(root / "train", data_dir, "trainer.max_epochs=2", f"model.quality.classifier_run={clf}"), clf
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb_dir"), "WANDB_SILENT": "true"}
+    run_dir = run_gan(root / "train", data_dir, "trainer.max_epochs=2", f"model.quality.classifier_run={clf}",
+                      "logger=wandb", env=env)
+    return run_dir, clf
 
 
 @pytest.mark.slow
@@ -353,6 +357,23 @@ def test_fit_writes_a_gan_run(fitted):
     model = FaceGAN.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     assert model.generate(model.grid_z[:2]).shape == (2, 16, 16, 3)
     assert RunRecord.read(run_dir).status == "finished"
+
+
+@pytest.mark.slow
+def test_fit_logs_losses_grids_and_quality_to_wandb(fitted):
+    from wandb_records import find_runs, read_run
+
+    run_dir, _ = fitted
+    (path,) = find_runs(run_dir)
+    record = read_run(path)
+    assert record["job_type"] == "train" and record["group"] == "gan"
+    logged = set().union(*record["history"])
+    assert {"train/loss_d_epoch", "train/loss_g_epoch", "train/loss_d_step", "val/d_real"} <= logged, logged
+    assert {"val/quality", "val/cfid", "val/precision", "val/recall", "val/pixel_fd",
+            "val/rates/generated/Male", "val/separability/Male"} <= logged, logged
+    grids = [step for step in record["history"] if "samples/grid" in step]
+    assert len(grids) == 2  # the fixed-z grid once per epoch
+    assert "samples/best" in logged and "final/quality" in record["summary"]
 
 
 @pytest.mark.slow

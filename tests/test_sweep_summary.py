@@ -82,6 +82,18 @@ def test_sweep_summary_has_one_row_per_p_sorted(summarised, sweep_dir):
     assert len(find_runs(sweep_dir, "train")) == 2
 
 
+def test_ba_ref_is_zero_on_the_balanced_test_split_and_ba_is_zero_at_p50(summarised):
+    """Known answers of the definitions (docs/design.md §5.4), whatever the tiny models learned: on a test split
+    balanced over the (target x concept) cells P(y=1 | c) = P(y=1), so BA_ref's signs are 0; at P=50 the training
+    split carries no correlation, so BA's are too. (P=100 against P=50: test_known_answers.py.)"""
+    out, _ = summarised
+    rows = {float(r["P"]): r for r in read_csv(out / "sweep_summary.csv")}
+    assert set(rows) == {50.0, 100.0}
+    for p, row in rows.items():
+        assert float(row["BA_ref"]) == 0.0, (p, row["BA_ref"])
+    assert float(rows[50.0]["BA"]) == 0.0
+
+
 def test_second_summary_reuses_current_evaluations(summarised, sweep_dir, tmp_path):
     out, _ = summarised
     evals = sorted(sweep_dir.rglob("eval/metrics.json"))

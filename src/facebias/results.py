@@ -180,3 +180,58 @@ class RegionsResult(TypedDict, total=False):
     wandb: dict[str, str]
     files: list[str]
     seconds: float
+
+
+class CounterfactualCode(TypedDict, total=False):
+    """One row of counterfactual.json's ``codes`` (and codes.csv): one measure changing one way, searches vs null."""
+
+    measure: str  # e.g. "Eyeglasses (true, from z)", "skin luminance (image, face region)", "Male (classifier p100)"
+    name: str
+    source: str  # true | trait | classifier | image
+    coder: str  # the classifier (source classifier)
+    change: str  # added | removed (binary) | increased | decreased (continuous)
+    delta: float | None  # continuous: the change counted, delta_sd x the SD of the start values; null for binary
+    search_count: int  # searches that made the change
+    search_n: int  # searches that could (binary: those starting without it for added, with it for removed)
+    search_rate: float | None
+    null_count: int
+    null_n: int
+    null_rate: float | None
+    odds_ratio: float | None  # Fisher's exact test, searches vs null
+    p_value: float | None
+    p_adjusted: float | None  # Holm or Benjamini-Hochberg over every row with a p-value
+    significant: bool
+    verdict: str  # prefers | avoids | ""
+
+
+class CounterfactualResult(TypedDict, total=False):
+    """counterfactual.json of dissect.py analysis=counterfactual."""
+
+    schema: int
+    job: str  # "counterfactual"
+    source: Source
+    experiment: str
+    family: str
+    P: float | None
+    concept: str | None
+    targets: list[str]
+    train_seed: int
+    settings: dict[str, Any]  # head, objective, direction, optimizer, starts, k, sigma, steps, budget, seed, ...
+    objective: dict[str, str]  # head, kind (logit | probability), direction (raise | lower), label
+    generator: dict[str, Any]  # its options, class, latent_dim, image_size, model_input_size, resized
+    device: str
+    face_region: str  # how the image statistics' face region was drawn
+    search: dict[str, Any]  # evaluations, seconds, evaluations_per_second, moves, stopped_by_budget, mean_start/end
+    null: dict[str, Any]  # moves, stopped_by_budget, mean_distance, mean_start/end (scored at record_steps), rule
+    measures: dict[str, str]  # measure -> what it is
+    test: str  # the significance test and correction, in words
+    codes: list[CounterfactualCode]
+    preferred: list[str]  # "in X % of searches, A was added (null: Y %)" for every significant row the model prefers
+    avoided: list[str]
+    agreement: list[dict[str, Any]]  # classifier coding vs true coding per attribute: search/null agreement
+    searches: list[dict[str, Any]]  # per search: start/end score, caption, moves, distance, stopped_at, codes
+    record_steps: list[int]  # the steps whose faces images.npz and the strips keep
+    notes: list[str]  # e.g. the resize note
+    wandb: dict[str, str]
+    files: list[str]
+    seconds: float

@@ -95,11 +95,11 @@ class CounterfactualSearch(Analysis):
         rows = [[r["measure"], r["change"], _percent(r["search_rate"]), _percent(r["null_rate"]),
                  "" if r["p_adjusted"] is None else f"{r['p_adjusted']:.2g}", r["verdict"]]
                 for r in summary["codes"] if r["significant"]]
-        search = summary["search"]
+        search, s = summary["search"], summary["settings"]
+        budget = "no budget" if s["budget"] is None else f"budget {s['budget']:g}"
         notes = [f"objective: {summary['objective']['direction']} {summary['objective']['label']} of "
-                 f"{summary['experiment']}; {summary['settings']['starts']} searches ({summary['settings']['optimizer']}"
-                 f", k={summary['settings']['k']}, σ={summary['settings']['sigma']:g}, T={summary['settings']['steps']}"
-                 f", budget {summary['settings']['budget']}): mean {search['mean_start']:.4f} → {search['mean_end']:.4f}",
+                 f"{summary['experiment']}; {s['starts']} searches ({s['optimizer']}, k={s['k']}, σ={s['sigma']:g}, "
+                 f"T={s['steps']}, {budget}): mean {search['mean_start']:.4f} → {search['mean_end']:.4f}",
                  f"test: {summary['test']}",
                  f"{search['evaluations']} candidates in {search['seconds']:.1f} s "
                  f"({search['evaluations_per_second']:.1f}/s; render + forward {search['objective_share']:.0%} of it)"]

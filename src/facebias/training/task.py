@@ -165,7 +165,7 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
         if torch.cuda.is_available():
             model = model.to(memory_format=torch.channels_last)
         loggers = build_loggers(cfg, out, session)
-        trainer_kwargs = {k: v for k, v in plain_config(cfg.trainer).items() if k != "_target_"}
+        trainer_kwargs = {k: v for k, v in plain_config(cfg.trainer).items() if k not in ("_target_", "cpu_bf16")}
         trainer_kwargs["precision"] = resolve_precision(cfg.trainer)
         accelerator = str(cfg.trainer.get("accelerator", "auto"))
         on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
