@@ -95,6 +95,7 @@ ALLOWED = {
     "evaluation": {"metrics", "reporting"},
     "dissect": {"data", "faces", "models", "reporting"},
     "explain": {"data", "dissect", "faces", "reporting"},
+    "counterfactual": {"data", "faces", "generators", "reporting"},
 }
 
 
