@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 
 def wandb_mode(requested: str | None = None) -> str:
@@ -52,19 +52,29 @@ def run_identity(cfg: DictConfig) -> dict[str, str]:
 
 
 def plain_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as plain containers (W&B and checkpoints refuse DictConfig); Hydra's own node, present
-    when a config is composed outside a Hydra job, is left out. Outside a job `${hydra:...}` cannot resolve:
-    the config is then kept unresolved rather than lost."""
+    """The resolved config as plain containers (W&B and checkpoints refuse DictConfig). Hydra's own node,
+    present when a config is composed outside a Hydra job, is left out; a key whose interpolation cannot
+    resolve there (`${hydra:...}` outside a job) is kept unresolved rather than lost. A sub-node (e.g.
+    ``cfg.trainer``) resolves against its root, so ``${paths.output_dir}`` becomes the path."""
     if not isinstance(cfg, DictConfig):
         return dict(cfg)
+    return {key: _plain_value(cfg, key) for key in cfg.keys()
+            if not (key == "hydra" and cfg._get_parent() is None)}
+
+
+def _plain_value(container: DictConfig | ListConfig, key: Any) -> Any:
+    """One value resolved in its root's context; a leaf that cannot resolve stays as written."""
     from omegaconf.errors import OmegaConfBaseException
 
-    plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
-    plain.pop("hydra", None)
+    node = container._get_node(key)
+    if isinstance(node, DictConfig):
+        return None if node._is_none() else {k: _plain_value(node, k) for k in node.keys()}
+    if isinstance(node, ListConfig):
+        return None if node._is_none() else [_plain_value(node, i) for i in range(len(node))]
     try:
-        return OmegaConf.to_container(OmegaConf.create(plain), resolve=True, throw_on_missing=False)
+        return container[key]
     except (OmegaConfBaseException, ValueError):
-        return plain
+        return node._value()
 
 
 def wandb_enabled(cfg: DictConfig) -> bool:

@@ -73,6 +73,10 @@ def check_config(cfg: DictConfig) -> None:
     from facebias.data.bias import GRAYSCALE, validate_p
 
     data = cfg.data
+    if cfg.get("debias"):  # its options too, before the classifiers it may train
+        from facebias.debias.stage import check_debias_config
+
+        check_debias_config(cfg)
     validate_p(data.p, "data.p")
     for q in data.get("sweep") or []:
         validate_p(q, "data.sweep entry")
