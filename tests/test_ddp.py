@@ -39,7 +39,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 cfg = compose(["trainer=ddp_slurm", "trainer.devices=2", "trainer.num_nodes=2", "trainer.accelerator=cpu"])
 kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items()
-          if k not in ("_target_", "default_root_dir", "precision")}
+          if k not in ("_target_", "default_root_dir", "precision", "cpu_bf16")}
 trainer = pl.Trainer(**{**kwargs, "sync_batchnorm": False}, logger=False, enable_progress_bar=False)
 env = trainer.strategy.cluster_environment
 print(json.dumps({"slurm": isinstance(env, SLURMEnvironment), "strategy": type(trainer.strategy).__name__,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def wandb_mode(requested: str | None = None) -> str:
@@ -72,9 +72,12 @@ def _plain_value(container: DictConfig | ListConfig, key: Any) -> Any:
     if isinstance(node, ListConfig):
         return None if node._is_none() else [_plain_value(node, i) for i in range(len(node))]
     try:
-        return container[key]
+        value = container[key]
     except (OmegaConfBaseException, ValueError):
         return node._value()
+    if isinstance(value, DictConfig | ListConfig):  # an interpolation that resolved to a node
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def wandb_enabled(cfg: DictConfig) -> bool:
