@@ -158,8 +158,10 @@ def test_parallel_hyperplanes_stop_with_the_reason(sign: float) -> None:
         perturb(z, (w, 0.0), (nearly, 0.2))
     with pytest.raises(ParallelHyperplanesError, match="lower P"):
         perturb(z, Hyperplane(w, 0.0), Hyperplane(nearly / np.linalg.norm(nearly), 0.0))
-    tilted = np.array([sign, 0.05, 0.0, 0.0])  # 1 - c^2 = 2.5e-3: allowed, and exact
-    z_prime = perturb(z, (w, 0.0), (tilted, 0.2))
+    tilted = np.array([sign, 0.05, 0.0, 0.0])  # 1 - c^2 = 2.5e-3: allowed under a looser guard, and exact
+    with pytest.raises(ParallelHyperplanesError):  # but not under the default (0.05)
+        perturb(z, (w, 0.0), (tilted, 0.2))
+    z_prime = perturb(z, (w, 0.0), (tilted, 0.2), min_sin2=1e-3)
     np.testing.assert_allclose(z_prime @ w, z @ w, rtol=1e-9)
     with pytest.raises(ParallelHyperplanesError):
         perturb(z, (w, 0.0), (tilted, 0.2), min_sin2=1e-2)
