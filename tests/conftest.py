@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CELEBA_SAMPLE = REPO / "tests" / "data" / "celeba_sample"  # ten real CelebA images in CelebA's layout
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -39,3 +41,13 @@ def compose(overrides: list[str], config_name: str = "train"):
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Path:
+    """A writable copy of the real CelebA sample, for tests that change or break its files."""
+    root = tmp_path / "celeba"
+    shutil.copytree(CELEBA_SAMPLE, root)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root

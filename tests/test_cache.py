@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,15 +20,6 @@ from facebias.data.celeba import read_celeba
 from facebias.data.table import FaceTable
 
 SAMPLE = Path(__file__).parent / "data" / "celeba_sample"
-
-
-@pytest.fixture
-def sample_copy(tmp_path: Path) -> Path:
-    root = tmp_path / "celeba"
-    shutil.copytree(SAMPLE, root)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
 
 
 def face_pixels(path: Path) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,6 @@ from facebias.data.celeba import CelebAFormatError, read_celeba, require_split
 
 SAMPLE = Path(__file__).parent / "data" / "celeba_sample"
 NAMES = [f"{i:06d}.jpg" for i in range(1, 11)]
-
-
-@pytest.fixture
-def sample_copy(tmp_path: Path) -> Path:
-    root = tmp_path / "celeba"
-    shutil.copytree(SAMPLE, root)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
 
 
 def rewrite_line(path: Path, line_number: int, new_line: str) -> None:

@@ -30,15 +30,6 @@ CROP_PLACEABLE = ("000001", "000002", "000004", "000005", "000006")
 
 
 @pytest.fixture
-def sample_copy(tmp_path: Path) -> Path:
-    root = tmp_path / "celeba"
-    shutil.copytree(SAMPLE, root)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
-
-
-@pytest.fixture
 def counted(monkeypatch) -> list[int]:
     """Counts the predictor's calls (in this process: the tests run with workers=1)."""
     calls = [0]

@@ -1,4 +1,5 @@
-"""What the result files hold, key by key: metrics.json (train and evaluate) and dissect.json.
+"""What the result files hold, key by key: metrics.json (train and evaluate), dissect.json, regions.json and
+counterfactual.json (the analyses' files share ``AnalysisResult``).
 
 TypedDicts, so a reader knows what a key means without reading the writer, and a type checker can
 follow ``metrics["heads"]["Male"]["test"]["AP_median"]``. Every file carries ``schema`` =
@@ -56,11 +57,12 @@ class Source(TypedDict):
     checkpoint_size: int
 
 
-class EvaluationMetrics(TypedDict, total=False):
-    """metrics.json of evaluate.py (analysis=fairness)."""
+class AnalysisResult(TypedDict, total=False):
+    """What every analysis's result file starts with: the run it read (``TrainedRun.provenance()``), the
+    settings that made it, and where it went."""
 
     schema: int
-    job: str  # "evaluate"
+    job: str  # evaluate | dissect | explain-regions | counterfactual
     source: Source
     experiment: str
     family: str
@@ -68,15 +70,21 @@ class EvaluationMetrics(TypedDict, total=False):
     concept: str | None
     targets: list[str]
     train_seed: int
-    settings: dict[str, Any]  # n_bootstrap, seed, checkpoint, precision, protected_override, threshold rule
+    settings: dict[str, Any]
+    wandb: dict[str, str]  # group and name
+    files: list[str]
+    seconds: float
+
+
+class EvaluationMetrics(AnalysisResult, total=False):
+    """metrics.json of evaluate.py (analysis=fairness)."""
+
+    # settings (AnalysisResult): n_bootstrap, seed, checkpoint, precision, protected_override, threshold rule
     data: dict[str, Any]  # the data module's description (source, splits, N)
     protected: str  # g of the fairness metrics
     cell_by: str  # the cell variable (the planted concept, else the protected attribute)
     heads: dict[str, HeadEvaluation]
     categories: dict[str, Any] | None  # the reference's category averages (protected Male only)
-    wandb: dict[str, str]  # group and name
-    files: list[str]
-    seconds: float
 
 
 class TrainingMetrics(TypedDict, total=False):
@@ -107,19 +115,9 @@ class LayerDissection(TypedDict):
     biased: dict[str, dict[str, int]]  # per non-local group: biased, toward_1, toward_0
 
 
-class DissectionResult(TypedDict, total=False):
+class DissectionResult(AnalysisResult, total=False):
     """dissect.json of dissect.py analysis=units."""
 
-    schema: int
-    job: str  # "dissect"
-    source: Source
-    experiment: str
-    family: str
-    P: float | None
-    concept: str | None
-    targets: list[str]
-    train_seed: int
-    settings: dict[str, Any]
     network: str
     image_size: int
     device: str
@@ -129,9 +127,6 @@ class DissectionResult(TypedDict, total=False):
     layers: dict[str, LayerDissection]
     strongest_detectors: list[dict[str, Any]]
     dictionary_quality: dict[str, Any] | None  # SynthFaces: mean IoU of each ellipse concept vs the exact mask
-    wandb: dict[str, str]
-    files: list[str]
-    seconds: float
 
 
 class RegionScore(TypedDict, total=False):
@@ -149,19 +144,10 @@ class RegionScore(TypedDict, total=False):
     random_weights: float | None  # the same architecture with randomised weights (sanity check)
 
 
-class RegionsResult(TypedDict, total=False):
+class RegionsResult(AnalysisResult, total=False):
     """regions.json of dissect.py analysis=regions."""
 
-    schema: int
-    job: str  # "explain-regions"
-    source: Source
-    experiment: str
-    family: str
-    P: float | None
-    concept: str | None
-    targets: list[str]
-    train_seed: int
-    settings: dict[str, Any]  # layer, method, head, target_class, split, max_images, seed, n_bootstrap, ...
+    # settings (AnalysisResult): layer, method, head, target_class, split, max_images, seed, n_bootstrap, ...
     network: str
     image_size: int
     device: str
@@ -177,9 +163,6 @@ class RegionsResult(TypedDict, total=False):
     n_bootstrap: int
     regions: list[RegionScore]
     sanity: dict[str, Any] | None  # rho, passed (rho < limit), limit, seed, random_scores, rule; null: not run
-    wandb: dict[str, str]
-    files: list[str]
-    seconds: float
 
 
 class CounterfactualCode(TypedDict, total=False):
@@ -204,19 +187,10 @@ class CounterfactualCode(TypedDict, total=False):
     verdict: str  # prefers | avoids | ""
 
 
-class CounterfactualResult(TypedDict, total=False):
+class CounterfactualResult(AnalysisResult, total=False):
     """counterfactual.json of dissect.py analysis=counterfactual."""
 
-    schema: int
-    job: str  # "counterfactual"
-    source: Source
-    experiment: str
-    family: str
-    P: float | None
-    concept: str | None
-    targets: list[str]
-    train_seed: int
-    settings: dict[str, Any]  # head, objective, direction, optimizer, starts, k, sigma, steps, budget, seed, ...
+    # settings (AnalysisResult): head, objective, direction, optimizer, starts, k, sigma, steps, budget, seed, ...
     objective: dict[str, str]  # head, kind (logit | probability), direction (raise | lower), label
     generator: dict[str, Any]  # its options, class, latent_dim, image_size, model_input_size, resized
     device: str
@@ -232,6 +206,3 @@ class CounterfactualResult(TypedDict, total=False):
     searches: list[dict[str, Any]]  # per search: start/end score, caption, moves, distance, stopped_at, codes
     record_steps: list[int]  # the steps whose faces images.npz and the strips keep
     notes: list[str]  # e.g. the resize note
-    wandb: dict[str, str]
-    files: list[str]
-    seconds: float

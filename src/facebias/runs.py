@@ -83,21 +83,22 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def find_runs(path: Path, kind: str | None = None) -> list[Path]:
-    """Every dir with a run.json under ``path`` (itself included), optionally of one ``kind``, sorted."""
-    path = Path(path)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(path):
+def run_records(path: Path) -> dict[Path, RunRecord]:
+    """Every run under ``path`` (itself included): its resolved dir -> its manifest, read once."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(Path(path)):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         if RUN_FILE in filenames:
             try:
-                record = RunRecord.read(Path(dirpath))
+                found[Path(dirpath).resolve()] = RunRecord.read(Path(dirpath))
             except RunNotFoundError as error:
                 warnings.warn(f"skipping {dirpath}: {error}", RuntimeWarning, stacklevel=2)
-                continue
-            if kind is None or record.kind == kind:
-                found.append(Path(dirpath).resolve())
-    return sorted(found)
+    return found
+
+
+def find_runs(path: Path, kind: str | None = None) -> list[Path]:
+    """Every dir with a run.json under ``path`` (itself included), optionally of one ``kind``, sorted."""
+    return sorted(d for d, record in run_records(path).items() if kind is None or record.kind == kind)
 
 
 def checkpoint_identity(checkpoint: Path) -> dict[str, Any]:

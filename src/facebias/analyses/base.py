@@ -10,6 +10,7 @@ reusing current results, run.json, the W&B session.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ class Result:
     payload: dict[str, Any]
 
 
-class Analysis:
+class Analysis(ABC):
     """Base of every analysis (see the module docstring)."""
 
     name: ClassVar[str]
@@ -67,8 +68,9 @@ class Analysis:
     def settings(self, cfg: DictConfig) -> dict[str, Any]:
         return {}
 
+    @abstractmethod
     def run(self, run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-        raise NotImplementedError
+        """One trained run into ``ctx.out``; returns what ``result_file`` holds."""
 
     def summarize(self, results: Sequence[Result], skipped: Sequence[Mapping[str, str]],
                   settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
@@ -80,10 +82,12 @@ class Analysis:
         return {self.name: dict(settings), "source": run.parent(), "train": plain_config(run.config)}
 
     def print_run(self, payload: Mapping[str, Any], ctx: Context) -> None:
-        """The console summary of one run (after W&B has finished, so the sync command is known)."""
+        """The console summary of one run (after W&B has finished, so the sync command is known); optional."""
+        return None
 
     def print_sweep(self, summary: Mapping[str, Any], ctx: Context) -> None:
-        """The console summary of a sweep."""
+        """The console summary of a sweep; optional."""
+        return None
 
 
 def count_option(cfg: DictConfig, key: str, default: int | None, minimum: int, allow_none: bool = False) -> int | None:

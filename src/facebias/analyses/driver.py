@@ -24,11 +24,11 @@ from facebias.runs import (
     RunNotFoundError,
     RunRecord,
     TrainedRun,
-    find_runs,
     is_current,
     locate_run,
     output_dir,
     resolve_path,
+    run_records,
 )
 
 log = get_logger(__name__)
@@ -97,11 +97,10 @@ def collect_results(analysis: Analysis, settings: dict[str, Any], ctx: Context, 
                     ) -> tuple[list[Result], list[dict[str, str]]]:
     """A current result for every training run under the roots (analysing those that lack one), plus
     results under the roots whose training run is elsewhere; and the runs that had to be skipped."""
-    training = sorted({run_dir for root in roots for run_dir in find_runs(root, TRAIN)})
-    existing = [_result(d) for root in roots for d in find_runs(root, analysis.kind)]
-    existing += [_result(d) for run_dir in training for d in find_runs(run_dir, analysis.kind)
-                 if not any(_under(d, root) for root in roots)]
-    existing = [r for r in existing if r is not None]
+    records = {d: record for root in roots for d, record in run_records(root).items()}
+    training = sorted(d for d, record in records.items() if record.kind == TRAIN)
+    existing = [r for d, record in sorted(records.items()) if record.kind == analysis.kind
+                if (r := _result(d, record)) is not None]
     if not training and not existing:
         raise RunNotFoundError(
             f"sweep={', '.join(map(str, roots))}: found no training run (a dir whose run.json says kind 'train', "
@@ -168,17 +167,13 @@ def sweep_identity(roots: Sequence[Path], results: Sequence[Result], analysis: A
     return {"group": group, "name": f"{analysis.name} summary {name}"}
 
 
-def _result(run_dir: Path) -> Result | None:
+def _result(run_dir: Path, record: RunRecord) -> Result | None:
+    """A finished analysis output with its numbers, or None (unfinished, or its result file is unreadable)."""
     try:
-        record = RunRecord.read(run_dir)
         payload = record.result_payload(run_dir)
-    except (RunNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         warnings.warn(f"skipping {run_dir}: {error}", RuntimeWarning, stacklevel=2)
         return None
     if payload is None or record.status != "finished":
         return None
     return Result(run_dir, record, payload)
-
-
-def _under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents

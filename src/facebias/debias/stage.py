@@ -52,6 +52,7 @@ class Classifier:
     attribute: str
     run: Any  # facebias.runs.TrainedRun
     head: int
+    model: Any  # the run's classifier, loaded once (eval mode, CPU)
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -151,17 +152,18 @@ def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dic
     from facebias.models.scoring import head_index
     from facebias.runs import load_model
 
-    return Classifier(role, attribute, run, head_index(load_model(run), attribute, where))
+    model = load_model(run)
+    return Classifier(role, attribute, run, head_index(model, attribute, where), model)
 
 
 def validation_threshold(classifier: Classifier) -> dict[str, float]:
     """The F1-maximising threshold of the classifier's head on its own validation split (the reference's)."""
     from facebias.debias.hyperplanes import f1_threshold
     from facebias.models.scoring import score_loader
-    from facebias.runs import build_datamodule, load_model
+    from facebias.runs import build_datamodule
 
     datamodule = build_datamodule(classifier.run, {"progress": False})
-    scores, targets = score_loader(load_model(classifier.run), datamodule.val_dataloader())
+    scores, targets = score_loader(classifier.model, datamodule.val_dataloader())
     found = f1_threshold(scores[:, classifier.head], targets[:, classifier.head].astype(np.int64))
     return {"threshold": float(found.threshold), "val_f1": float(found.f1)}
 
@@ -242,10 +244,9 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
         plane_cosine,
     )
     from facebias.models.scoring import score_images
-    from facebias.runs import load_model
 
     started = time.time()
-    models = {"t": load_model(f_t.run), "g": load_model(f_g.run)}
+    models = {"t": f_t.model, "g": f_g.model}
     heads = {"t": f_t.head, "g": f_g.head}
     thresholds = _cached_json(work / "thresholds.json",
                               lambda: {"t": validation_threshold(f_t), "g": validation_threshold(f_g)})

@@ -53,22 +53,29 @@ def balanced_subset(cells: np.ndarray, limit: int | None, seed: int) -> np.ndarr
 def select_faces(datamodule, model: nn.Module, split: str, max_images: int | None, seed: int,
                  batch_size: int) -> DictionaryFaces:
     """The split's faces (a balanced subset of at most max_images), through the model's own input transform."""
-    from facebias.data.transforms import to_grayscale, to_model_input
-
     dataset = datamodule.dataset(split)
     cells = np.stack([dataset.targets[:, 0], dataset.concept], axis=1).astype(np.int64)
     picked = balanced_subset(cells, max_images, seed)
     if len(picked) == 0:
         raise ValueError(f"the {split} split of the run is empty: nothing to dissect; choose split=val or train")
+    return load_faces(dataset, model, split, picked, cells[picked], batch_size)
+
+
+def load_faces(dataset, model: nn.Module, split: str, picked: np.ndarray, cells: np.ndarray,
+               batch_size: int) -> DictionaryFaces:
+    """The chosen rows of a split's dataset: pixels as shown (planted grayscale applied) and the model's own
+    input (its ``preprocess``, else the standard normalisation); ``cells`` are the rows' (target, group)."""
+    from facebias.data.transforms import to_grayscale, to_model_input
+
+    preprocess = getattr(model, "preprocess", None)
     pixels, inputs = [], []
     for start in range(0, len(picked), batch_size):
         batch = dataset.__getitems__(picked[start:start + batch_size])
         shown = to_grayscale(batch["image"], batch["gray"])
-        preprocess = getattr(model, "preprocess", None)
         x = preprocess(batch)["image"] if preprocess is not None else to_model_input(shown)
         pixels.append(shown)
         inputs.append(x.float().contiguous())
-    return DictionaryFaces(split=split, rows=dataset.rows[picked].astype(np.int64), cells=cells[picked],
+    return DictionaryFaces(split=split, rows=dataset.rows[picked].astype(np.int64), cells=cells,
                            gray=np.asarray(dataset.gray[picked]).astype(bool), pixels=torch.cat(pixels),
                            inputs=torch.cat(inputs))
 

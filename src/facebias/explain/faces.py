@@ -12,28 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from facebias.dissect.selection import DictionaryFaces
+from facebias.dissect.selection import load_faces as load_split_faces
 
 
 def load_faces(datamodule, model, split: str, picked: np.ndarray, batch_size: int) -> DictionaryFaces:
-    """The chosen rows of a split: pixels as shown (planted grayscale applied) and the model's input."""
-    from facebias.data.transforms import to_grayscale, to_model_input
-
+    """The chosen rows of a split, cells by (target, protected group): ``dissect.selection.load_faces``."""
     dataset = datamodule.dataset(split)
-    pixels, inputs = [], []
-    for start in range(0, len(picked), batch_size):
-        batch = dataset.__getitems__(picked[start:start + batch_size])
-        shown = to_grayscale(batch["image"], batch["gray"])
-        preprocess = getattr(model, "preprocess", None)
-        x = preprocess(batch)["image"] if preprocess is not None else to_model_input(shown)
-        pixels.append(shown)
-        inputs.append(x.float().contiguous())
     cells = np.stack([dataset.targets[picked, 0], dataset.protected[picked]], axis=1).astype(np.int64)
-    return DictionaryFaces(split=split, rows=dataset.rows[picked].astype(np.int64), cells=cells,
-                           gray=np.asarray(dataset.gray[picked]).astype(bool), pixels=torch.cat(pixels),
-                           inputs=torch.cat(inputs))
+    return load_split_faces(dataset, model, split, picked, cells, batch_size)
 
 
 def crop_frame_landmarks(landmarks: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -27,7 +27,6 @@ def _synthfaces(**options) -> SynthFacesGenerator:
 
 
 _BUILDERS = {"synthfaces": _synthfaces, "user": UserGenerator, "gan": GanRunGenerator.from_options}
-_PENDING: dict[str, str] = {}
 
 
 def build_generator(config: Mapping | None = None, /, **options) -> Generator:
@@ -35,8 +34,6 @@ def build_generator(config: Mapping | None = None, /, **options) -> Generator:
     merged = {**dict(config or {}), **options}
     merged.pop("_target_", None)
     kind = merged.pop("kind", None)
-    if kind in _PENDING:
-        raise NotImplementedError(f"generator kind {kind!r}: {_PENDING[kind]}")
     if kind not in _BUILDERS:
         raise ValueError(f"unknown generator kind {kind!r}; use one of {sorted(_BUILDERS)}")
     return _BUILDERS[kind](**merged)
