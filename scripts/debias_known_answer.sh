@@ -10,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 if [ "${SCALE:-reduced}" = full ]; then
   COMMON="callbacks.progress_bar=null +trainer.enable_progress_bar=false"; FIT=10000; TAG=_full
 else
-  COMMON="model.backbone=small_cnn data.image_size=32 trainer.max_epochs=3 callbacks.progress_bar=null +trainer.enable_progress_bar=false"
+  COMMON="model.backbone=small_cnn data.image_size=32 trainer.max_epochs=3 trainer.cpu_bf16=false callbacks.progress_bar=null +trainer.enable_progress_bar=false"
   FIT=5000; TAG=""
 fi
 $PY train.py -m '+experiment=p80,p90' $COMMON hydra.sweep.dir=multirun/train/debias${TAG}_base

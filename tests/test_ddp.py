@@ -92,6 +92,8 @@ def test_ddp_on_two_cpu_processes_scores_like_one_process(tmp_path, data_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best, last = run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt"
     assert metrics["best_checkpoint"] == str(best)
+    from facebias.training.task import cpu_supports_bf16
+    assert metrics["precision"] == ("bf16-mixed" if cpu_supports_bf16() else "32-true")  # the default trains
 
     # one process, one device, the same checkpoints (as evaluate.py scores a run)
     cfg = compose([*overrides, f"paths.output_dir={tmp_path / 'one'}"])

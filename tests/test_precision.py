@@ -1,4 +1,4 @@
-"""trainer.precision=auto: bf16-mixed on a GPU; on the CPU only when trainer.cpu_bf16 allows it and the CPU
+"""trainer.precision=auto: bf16-mixed on a GPU; on the CPU when trainer.cpu_bf16 allows it (the default) and the CPU
 computes in bf16 natively; fp32 otherwise. The hardware is mocked: the answer must not depend on this machine."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def hardware(monkeypatch):
     (True, True, "gpu", False, "bf16-mixed"),
     (True, True, "cpu", False, "32-true"),        # a GPU present but the run asks for the CPU
     (True, True, "cpu", True, "bf16-mixed"),      # ... and allows CPU bf16 on a CPU that has it
-    (False, True, "auto", False, "32-true"),      # bf16 CPU, not allowed: the default keeps fp32
+    (False, True, "auto", False, "32-true"),      # bf16 CPU, not allowed (trainer.cpu_bf16=false): fp32
     (False, True, "auto", True, "bf16-mixed"),    # bf16 CPU, allowed
     (False, True, "cpu", True, "bf16-mixed"),
     (False, False, "auto", True, "32-true"),      # allowed, but the CPU would only emulate bf16
@@ -94,3 +94,31 @@ def test_cpu_bf16_unknown_is_false(tmp_path, monkeypatch):
     assert task.cpu_supports_bf16(tmp_path / "no-cpuinfo") is False
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # older torch: no probe at all
     assert task.cpu_supports_bf16(tmp_path / "no-cpuinfo") is False
+
+
+def test_default_config_trains_in_bf16_on_a_bf16_cpu(hardware):
+    from conftest import compose
+
+    hardware(False, True)
+    assert task.resolve_precision(compose(["+experiment=p80"]).trainer) == "bf16-mixed"
+    hardware(False, False)
+    assert task.resolve_precision(compose(["+experiment=p80"]).trainer) == "32-true"
+
+
+def test_scores_are_fp32_inside_a_bf16_autocast():
+    """Validation and the final metrics run inside Lightning's bf16 autocast: they must equal fp32 scoring
+    (what evaluate.py does), or a bf16 run's metrics.json and its evaluation would disagree."""
+    from facebias.models.classifier import AttributeClassifier
+
+    torch.manual_seed(0)
+    model = AttributeClassifier(backbone="small_cnn").eval()
+    batch = {"image": torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8),
+             "target": torch.zeros(8, 1), "protected": torch.zeros(8), "concept": torch.zeros(8),
+             "row": torch.arange(8)}
+    with torch.inference_mode():
+        fp32 = model.predict_step(batch, 0)["logit"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = model.predict_step(batch, 0)["logit"]
+            raw = model(model.preprocess(batch)["image"])
+    assert inside.dtype == torch.float32 and torch.equal(inside, fp32)
+    assert raw.dtype == torch.bfloat16  # the autocast is live: without the guard the scores would be bf16

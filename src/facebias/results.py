@@ -98,6 +98,7 @@ class TrainingMetrics(TypedDict, total=False):
     best_checkpoint: str
     last_checkpoint: str
     threshold: float  # 0.5
+    precision: str  # what trained the model (e.g. bf16-mixed, 32-true); every score here is fp32
     val: dict[str, float]  # AP (mean over heads), AP_<head>, acc_<head>, acc, acc_y1_c1 ..., gap ...
     test: dict[str, float]
     test_cells: dict[str, CellAccuracy]

@@ -106,8 +106,11 @@ class AttributeClassifier(pl.LightningModule):
         return loss
 
     def _score(self, batch) -> dict[str, torch.Tensor]:
+        """Scores in fp32 whatever precision trains the model (bf16 autocast off), so validation, the final
+        metrics and evaluate.py agree on a checkpoint's numbers and its choice as best."""
         batch = self.preprocess(batch)
-        logits = self(batch["image"]).float()
+        with torch.autocast(batch["image"].device.type, enabled=False):
+            logits = self(batch["image"].float()).float()
         return {"logit": logits.detach(), "score": torch.sigmoid(logits).detach(), "target": batch["target"],
                 "protected": batch["protected"], "concept": batch["concept"], "row": batch["row"]}
 

@@ -46,9 +46,9 @@ def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 def resolve_precision(trainer_cfg: DictConfig) -> str:
     """Lightning's `precision` for `trainer.precision`; `auto` picks one for the hardware.
 
-    auto: `bf16-mixed` on a GPU; on the CPU `bf16-mixed` only when `trainer.cpu_bf16` is true and the CPU has
-    native bf16 (`cpu_supports_bf16`), else `32-true`. `cpu_bf16` is off by default: bf16 on the CPU is ~1.6x
-    faster here but has not been shown to leave the known answer (the P-sweep's gap table) unchanged.
+    auto: `bf16-mixed` on a GPU; on the CPU `bf16-mixed` when `trainer.cpu_bf16` is true (the default) and the
+    CPU has native bf16 (`cpu_supports_bf16`), else `32-true`. bf16 is ~1.5x faster on this CPU and leaves the
+    P-sweep's known answer unchanged (README, docs/bf16_vs_fp32_eyeglasses.csv); final scores are fp32 either way.
     Any other value (`32-true`, `bf16-mixed`, ...) is passed to Lightning as it is.
     """
     import torch
@@ -227,10 +227,10 @@ def attach_augmentation(datamodule, augmented, arm: str) -> dict[str, Any]:
 def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     """Score the best checkpoint on val and the balanced test split; per-cell accuracy and the gap.
 
-    One process, one device, the whole split: through the trainer's `predict` when it runs one process, and
-    after a multi-process fit (ddp, ddp_spawn) by a plain loop in this process on the trainer's root device
-    and precision (a second `predict` would spawn again, or score each rank's share only), honouring
-    `trainer.limit_predict_batches` as predict does.
+    One process, one device, the whole split, in fp32 whatever precision trained the model (bf16-mixed on a
+    GPU or a bf16 CPU), so `metrics.json` equals `evaluate.py`'s fp32 scoring of the same checkpoint: a plain
+    loop in this process on the trainer's root device (after a multi-process fit a second `predict` would
+    spawn again, or score each rank's share only), honouring `trainer.limit_predict_batches` as predict does.
     """
     import itertools
 
@@ -239,8 +239,6 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     from facebias.metrics import cell_accuracy, stereotype_gap
     from facebias.metrics.summary import summarize_predictions
     from facebias.results import SCHEMA_VERSION
-    from facebias.training.predictions import collect_predictions
-
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:
         model = type(model).load_from_checkpoint(best, weights_only=True)
@@ -251,6 +249,7 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     if hasattr(model, "run_metrics"):  # a model that is not a classifier (the GAN) reports its own figures
         return {**metrics, **model.to(trainer.strategy.root_device).run_metrics(datamodule, out)}
     metrics["threshold"] = 0.5
+    metrics["precision"] = str(trainer.precision)
 
     def predict_here(loader) -> dict[str, Any]:
         device = trainer.strategy.root_device
@@ -258,7 +257,7 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
         n_batches = int(len(loader) * limit) if isinstance(limit, float) else min(len(loader), int(limit))
         scorer = model.to(device).eval()
         batches = []
-        with torch.inference_mode(), trainer.precision_plugin.predict_step_context():
+        with torch.inference_mode():
             for i, batch in enumerate(itertools.islice(loader, n_batches)):
                 batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 batches.append(scorer.predict_step(batch, i))
@@ -267,7 +266,7 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     splits = ("val", "test") if cfg.get("test", True) else ("val",)
     for split in splits:
         loader = getattr(datamodule, f"{split}_dataloader")()
-        pred = collect_predictions(trainer, model, loader) if trainer.world_size == 1 else predict_here(loader)
+        pred = predict_here(loader)
         metrics[split] = summarize_predictions(pred, list(cfg.data.targets), threshold=0.5)
         if split == "test":
             scores = (pred["score"][:, 0] > 0.5).astype(int)
