@@ -43,13 +43,13 @@ class Fairness(Analysis):
         if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
             raise ValueError(f"n_bootstrap={n_bootstrap!r}: use a non-negative integer (0 skips the bootstrap)")
         return {"n_bootstrap": n_bootstrap, "seed": int(cfg.get("seed", 0)),
-                "checkpoint": str(cfg.get("checkpoint", "best")), "precision": str(cfg.get("precision", "32-true")),
+                "checkpoint": str(cfg.get("checkpoint", "best")),
                 "protected_override": OmegaConf.select(cfg, "data.protected")}
 
     def run(self, run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         started = time.time()
         out = ctx.out
-        datamodule, predictions = collect_split_predictions(run, ctx, settings["precision"])
+        datamodule, predictions = collect_split_predictions(run, ctx)
         result = analyse(run, datamodule, predictions, settings["n_bootstrap"], settings["seed"])
         rows, images = write_outputs(out, run, result, predictions, plots=bool(ctx.option("plots", True)))
         metrics: dict[str, Any] = {
@@ -115,9 +115,9 @@ class Fairness(Analysis):
                       rows, notes, sync_command=ctx.wandb.sync_command, left=("family", "attribute"))
 
 
-def collect_split_predictions(run: TrainedRun, ctx: Context, precision: str,
-                              ) -> tuple[Any, dict[str, dict[str, np.ndarray]]]:
-    """The run's datamodule (same splits as in training) and its model's predictions on val and test."""
+def collect_split_predictions(run: TrainedRun, ctx: Context) -> tuple[Any, dict[str, dict[str, np.ndarray]]]:
+    """The run's datamodule (same splits as in training) and its model's predictions on val and test, in fp32
+    whatever the run trained with (as training scored its own validation and metrics.json)."""
     import logging
 
     import pytorch_lightning as pl
@@ -127,7 +127,7 @@ def collect_split_predictions(run: TrainedRun, ctx: Context, precision: str,
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # no "GPU available" chatter per run
     datamodule = build_datamodule(run, ctx.data_overrides(DATA_OVERRIDES))
     model = load_model(run)
-    trainer = pl.Trainer(accelerator=ctx.option("accelerator", "auto"), devices=1, precision=precision,
+    trainer = pl.Trainer(accelerator=ctx.option("accelerator", "auto"), devices=1, precision="32-true",
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
     predictions = {split: collect_predictions(trainer, model, getattr(datamodule, f"{split}_dataloader")())
