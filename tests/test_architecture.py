@@ -86,9 +86,10 @@ ALLOWED = {
     "faces": {"data"},  # the dictionary reads landmarks off a FaceTable; data uses faces.concepts/geometry
     "data": {"faces"},
     "reporting": set(),
-    "models": {"data", "metrics"},
-    "generators": {"data", "faces", "models", "runs"},
-    "runs": {"reporting", "data", "results"},
+    "usercode": set(),  # the one loader of user code (a user generator's, a user model's)
+    "models": {"data", "metrics", "usercode"},
+    "generators": {"data", "faces", "models", "runs", "usercode"},
+    "runs": {"reporting", "data", "results", "models"},  # models: a user model (runs.locate_user_model)
     "results": set(),
     "training": {"data", "models", "metrics", "runs", "reporting", "results", "debias"},
     "debias": {"data", "generators", "models", "metrics", "runs", "reporting"},

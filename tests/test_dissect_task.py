@@ -229,7 +229,8 @@ def iou_by_definition(acts: torch.Tensor, thresholds: torch.Tensor, masks: torch
 def test_units_csv_has_one_row_per_unit_and_exact_thresholds(dissected, p100_run):
     out, summary, _ = dissected
     units = read_csv(out / "units.csv")
-    assert list(units[0]) == ["layer", "unit", "concept", "region", "iou", "detector", "threshold"]
+    assert list(units[0]) == ["layer", "unit", "concept", "region", "iou", "detector", "level", "sibling",
+                              "sibling_iou", "threshold"]
     for layer, width in (("2", 128), ("3", 256)):  # small_cnn(width=32): blocks of 32, 64, 128, 256 units
         mine = [r for r in units if r["layer"] == layer]
         assert [int(r["unit"]) for r in mine] == list(range(width))
@@ -244,7 +245,7 @@ def test_units_csv_has_one_row_per_unit_and_exact_thresholds(dissected, p100_run
     # each unit's best concept and IoU, recomputed from the forward pass and the test faces' dictionary masks
     concepts = summary["dictionary"]["concepts"]
     masks = dictionary_for_table(datamodule.table, datamodule.dataset("test").rows, mask_size=32,
-                                 concepts=concepts).masks
+                                 concepts=concepts, landmarks=summary["settings"]["landmarks"]).masks
     iou = iou_by_definition(acts, expected, masks)
     top2 = iou.topk(2, dim=1).values
     assert (top2[:, 0] > 0).sum() > 100  # not a trivially empty case

@@ -246,11 +246,65 @@ def test_dissect_reports_units_biased_for_a_group_and_writes_csv_tables(faces, t
     with paths["units"].open() as handle:
         units = list(csv.DictReader(handle))
     assert [r["unit"] for r in units] == ["0", "1", "2"]
-    assert set(units[0]) == {"layer", "unit", "concept", "region", "iou", "detector", "threshold"}
+    assert set(units[0]) == {"layer", "unit", "concept", "region", "iou", "detector", "level", "sibling",
+                             "sibling_iou", "threshold"}
     counts = result.count_rows()
     per_region = {r["name"]: r["detectors"] for r in counts if r["kind"] == "region"}
     per_concept = {r["name"]: r["detectors"] for r in counts if r["kind"] == "concept"}
+    per_level = {r["name"]: r["detectors"] for r in counts if r["kind"] == "level"}
     assert (
-        sum(per_region.values()) == sum(per_concept.values()) == int(result.layers["features"].detector.sum())
+        sum(per_region.values()) == sum(per_concept.values()) == sum(per_level.values())
+        == int(result.layers["features"].detector.sum())
     )
     assert paths["nonlocal_units"].exists()
+
+
+class Passthrough(nn.Module):
+    """features = the images themselves: unit i's map is image channel i."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Identity()
+
+    def forward(self, x):
+        return self.features(x).mean(dim=(2, 3))
+
+
+def test_concept_level_and_region_level_detectors_are_told_apart():
+    """Planted (HiND): a unit firing exactly on the left eye is a concept-level detector (its region's other
+    concept, the right eye, scores 0); one firing on the union of the eye region's concepts (both eyes) is
+    region-level (IoU ~0.5 with each); the mouth, alone in its region, is concept-level; noise is no detector."""
+    from facebias.dissect.units import level_rule
+    from facebias.faces.dictionary import random_landmarks_68
+
+    n, size = 200, 32
+    concepts = ("left_eye", "right_eye", "nose", "mouth")
+    dictionary = face_dictionary(random_landmarks_68(n, seed=4), None, mask_size=size, concepts=concepts)
+    masks = dictionary.masks
+    on = [masks[:, 0], masks[:, 0] | masks[:, 1], masks[:, 3]]
+    positive = 1.0 + 1e-3 * torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+    images = torch.cat([torch.stack(on, 1).float() * positive,  # exactly 0 off the mask: T_u = 0, M_u = the mask
+                        torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(2))], 1)
+    batches = DictionaryBatches(images, dictionary, 64)
+    result = dissect(Passthrough(), ["features"], batches, quantile=0.2)  # 0.2 > every mask's area share
+    layer = result.layers["features"]
+    rows = layer.rows()
+    assert [r["concept"] for r in rows[:3]] == ["left_eye", rows[1]["concept"], "mouth"]
+    assert rows[0]["iou"] == pytest.approx(1.0) and rows[0]["sibling"] == "right_eye" and rows[0]["sibling_iou"] == 0
+    assert rows[0]["level"] == "concept"
+    assert rows[1]["region"] == "eye" and rows[1]["level"] == "region"
+    assert {rows[1]["concept"], rows[1]["sibling"]} == {"left_eye", "right_eye"}
+    assert rows[1]["iou"] == pytest.approx(0.5, abs=0.05) and rows[1]["sibling_iou"] == pytest.approx(0.5, abs=0.05)
+    assert rows[2]["level"] == "concept" and rows[2]["sibling"] == "" and rows[2]["sibling_iou"] == 0
+    assert not rows[3]["detector"] and rows[3]["level"] == ""
+    assert layer.detectors_per_level() == {"concept": 2, "region": 1}
+    assert layer.region_level_per_region() == {"eye": 1}
+    levels = {r["name"]: r["detectors"] for r in result.count_rows() if r["kind"] == "level"}
+    assert levels == {"concept": 2, "region": 1}
+    assert "1.5 x" in level_rule(0.5)
+    # the margin is an option: with 0, any lead over the region's other concepts makes a concept-level detector
+    loose = dissect(Passthrough(), ["features"], batches, quantile=0.2, region_margin=0.0).layers["features"]
+    lead = rows[1]["iou"] > rows[1]["sibling_iou"]
+    assert loose.detectors_per_level() == {"concept": 2 + lead, "region": 1 - lead}
+    with pytest.raises(ValueError, match="region_margin"):
+        dissect(Passthrough(), ["features"], batches, quantile=0.2, region_margin=-0.1)

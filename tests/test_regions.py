@@ -12,13 +12,15 @@ from __future__ import annotations
 import base64
 import json
 import math
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import compose
+from conftest import REPO, compose
 from torch import nn
 
 from facebias.explain.cams import (
@@ -365,6 +367,15 @@ def test_dissect_py_explains_a_run_with_report_and_wandb(p100_run, tmp_path):
         assert (out / name).stat().st_size > 1_000 or name.endswith(".csv"), name
     record = json.loads((out / "run.json").read_text())
     assert record["kind"] == "regions" and record["status"] == "finished"
+    if shutil.which("chromium"):  # the report opens in a browser with its pictures (scripts/screenshot.sh)
+        from PIL import Image
+
+        shot = tmp_path / "report.png"
+        subprocess.run([str(REPO / "scripts" / "screenshot.sh"), str(out / "report.html"), str(shot)], check=True,
+                       capture_output=True, timeout=120)
+        pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+        colours = np.unique(pixels, axis=0)
+        assert len(colours) > 2_000, "the screenshot looks blank: the report's images did not render"
 
     (path,) = find_runs(out)
     logged = read_run(path)

@@ -50,11 +50,13 @@ class HeadEvaluation(TypedDict):
     warnings: list[str]
 
 
-class Source(TypedDict):
-    run_dir: str  # the training run
-    checkpoint: str
+class Source(TypedDict, total=False):
+    run_dir: str | None  # the training run; null for a model the user brings
+    checkpoint: str  # its checkpoint (a user model: its state_dict file)
     checkpoint_mtime: float
     checkpoint_size: int
+    model_file: str  # a user model (dissect.py model.file=): its Python file and class
+    class_name: str
 
 
 class AnalysisResult(TypedDict, total=False):
@@ -70,6 +72,7 @@ class AnalysisResult(TypedDict, total=False):
     concept: str | None
     targets: list[str]
     train_seed: int
+    model: dict[str, Any]  # a user model only: its model.* options (file, class_name, heads, image_size, mean, std)
     settings: dict[str, Any]
     wandb: dict[str, str]  # group and name
     files: list[str]
@@ -113,6 +116,9 @@ class LayerDissection(TypedDict):
     detectors: int  # units whose best concept's IoU exceeds the threshold
     by_region: dict[str, int]  # detectors per face region
     by_concept: dict[str, int]  # detectors per concept
+    concept_detectors: int  # detectors whose concept beats its region's other concepts (units.level_rule)
+    region_detectors: int  # the other detectors: they respond to the region as much as to the concept
+    region_level_by_region: dict[str, int]  # region-level detectors per face region
     biased: dict[str, dict[str, int]]  # per non-local group: biased, toward_1, toward_0
 
 
@@ -122,8 +128,11 @@ class DissectionResult(AnalysisResult, total=False):
     network: str
     image_size: int
     device: str
-    dictionary: dict[str, Any]  # split, n_images, mask_size, confidence, concepts, regions, groups, cells
-    pairing: dict[str, Any]  # quantile, iou_threshold, rule
+    dictionary: dict[str, Any]  # split, n_images, mask_size, confidence, concepts, regions, groups, cells,
+    #                             landmarks (requested 68 | 5, source, faces, with_68, fallback_5, fallback_files),
+    #                             left_out (count, files, reasons: faces no 68 points and no five landmarks were
+    #                             found for, left out of the dictionary and the dissection; n_images excludes them)
+    pairing: dict[str, Any]  # quantile, iou_threshold, rule, region_margin, levels
     nonlocal_rule: str
     layers: dict[str, LayerDissection]
     strongest_detectors: list[dict[str, Any]]
@@ -159,7 +168,7 @@ class RegionsResult(AnalysisResult, total=False):
     target_class: int
     protected: str
     selection: dict[str, Any]  # split, n_images, per_group, rule
-    dictionary: dict[str, Any]  # mask_size, confidence, concepts, crop
+    dictionary: dict[str, Any]  # mask_size, confidence, concepts, landmarks and left_out (as dissect.json's), crop
     statistic: str
     n_bootstrap: int
     regions: list[RegionScore]
@@ -192,7 +201,8 @@ class CounterfactualResult(AnalysisResult, total=False):
     """counterfactual.json of dissect.py analysis=counterfactual."""
 
     # settings (AnalysisResult): head, objective, direction, optimizer, starts, k, sigma, steps, budget, seed, ...
-    objective: dict[str, str]  # head, kind (logit | probability), direction (raise | lower), label
+    objective: dict[str, str]  # head (null for a map), kind (logit | probability | map_max | map_mean), direction
+    #                            (raise | lower), label
     generator: dict[str, Any]  # its options, class, latent_dim, image_size, model_input_size, resized
     device: str
     face_region: str  # how the image statistics' face region was drawn

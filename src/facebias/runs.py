@@ -7,7 +7,10 @@ dir and the checkpoint's path, size and mtime) and the ``settings`` that change 
 
 * ``find_runs(path, kind)`` lists runs under a run dir, a sweep dir or a tree of sweeps;
 * ``is_current(record, run, settings)`` says whether an analysis result still describes a training run;
-* ``locate_run`` / ``build_datamodule`` / ``load_model`` rebuild a training run for an analysis.
+* ``locate_run`` / ``build_datamodule`` / ``load_model`` rebuild a training run for an analysis;
+* ``locate_user_model`` does the same for a model the user brings (dissect.py ``model.file=``): a
+  ``UserModelRun`` reads like a ``TrainedRun`` (targets, config.data, provenance, W&B identity), with the data
+  from the dissect config's ``data`` group, since there is no training run.
 """
 
 from __future__ import annotations
@@ -122,6 +125,16 @@ class TrainedRun:
         return list(self.config.data.targets)
 
     @property
+    def label(self) -> str:
+        """How messages and console summaries name it."""
+        return str(self.run_dir)
+
+    @property
+    def data_record(self) -> dict[str, Any]:
+        """The data identity an analysis copies into its run.json."""
+        return dict(self.record.data) if self.record else {}
+
+    @property
     def data_description(self) -> dict[str, Any]:
         return (self.train_metrics or {}).get("data") or {}
 
@@ -165,6 +178,162 @@ def is_current(record: RunRecord, run: TrainedRun, settings: Mapping[str, Any]) 
     same_checkpoint = all(parent.get(k) == mine[k] for k in ("checkpoint", "checkpoint_size", "checkpoint_mtime"))
     return (record.status == "finished" and same_checkpoint
             and all(record.settings.get(key) == value for key, value in settings.items()))
+
+
+USER_MODEL_FAMILY = "user-model"
+RUN_DATA_KEYS = ("data_dir", "num_workers", "progress", "protected")  # the data options a run= analysis may change
+
+
+@dataclass(frozen=True, eq=False)
+class UserModelRun:
+    """A model the user brings (dissect.py ``model.file=... model.class_name=... model.state_dict=...``) as an
+    analysis reads it. ``config.model`` holds its options, ``config.data`` the FaceDataModule options it is analysed
+    on (the dissect config's data group, at the model's input size, its heads as the targets); ``model`` is the
+    loaded ``facebias.models.user.UserModel``. No run dir, training metrics or manifest: results go to the
+    analysis's own output dir."""
+
+    file: Path
+    class_name: str
+    state_dict: Path
+    config: DictConfig
+    model: Any
+    name: str | None = None  # exp_name, if given
+    run_dir: None = None
+    record: None = None
+    train_metrics: None = None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.state_dict
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.config.model.heads)
+
+    @property
+    def label(self) -> str:
+        return f"{self.class_name} from {self.file}"
+
+    @property
+    def data_record(self) -> dict[str, Any]:
+        return {"source": self.config.data.get("source"), "options": OmegaConf.to_container(self.config.data)}
+
+    @property
+    def concept(self) -> str | None:
+        return self.config.data.get("concept")
+
+    @property
+    def p(self) -> float | None:
+        return None
+
+    @property
+    def family(self) -> str:
+        return USER_MODEL_FAMILY
+
+    @property
+    def experiment(self) -> str:
+        return str(self.name or f"{self.class_name} ({self.file.name})")
+
+    def parent(self) -> dict[str, Any]:
+        """The model's file, class and weights (path, size, mtime), in place of a training run."""
+        return {"run_dir": None, "model_file": str(self.file), "class_name": self.class_name,
+                **checkpoint_identity(self.state_dict)}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"source": self.parent(), "experiment": self.experiment, "family": self.family, "P": None,
+                "concept": self.concept, "targets": self.targets, "train_seed": None,
+                "model": OmegaConf.to_container(self.config.model)}
+
+    def wandb_identity(self, stage: str) -> dict[str, str]:
+        return {"group": str(self.name or USER_MODEL_FAMILY), "name": f"{stage} {self.experiment}"}
+
+
+def locate_user_model(cfg: DictConfig, search: tuple[Path, ...] = (), check_output: bool = True) -> UserModelRun:
+    """The model named by ``model.file`` / ``model.class_name`` / ``model.state_dict`` (and its other ``model.*``
+    options), loaded and checked, with the data options it will be analysed on (``data.*``, checked against the
+    model's). Everything that can be checked without the images is checked here: nothing is read or generated.
+    ``check_output=False``: the output is not required to be (batch, len(model.heads)) logits here; the analysis
+    checks it (analysis=counterfactual: against its objective, which may read a map)."""
+    from facebias.models.user import ModelLoadError, load_user_model, model_options
+
+    node = OmegaConf.to_container(cfg.model, resolve=True) if isinstance(cfg.get("model"), DictConfig) else {}
+    options = model_options(node)
+    file = resolve_path(str(options["file"]), "model.file", search)
+    if not file.is_file():
+        raise ModelLoadError(f"model.file={options['file']}: {file} is not a file; give the .py file that defines "
+                             f"{options['class_name']}")
+    state_dict = resolve_path(str(options["state_dict"]), "model.state_dict", search)
+    if not state_dict.is_file():
+        raise ModelLoadError(f"model.state_dict={options['state_dict']}: {state_dict} is not a file; save the "
+                             "weights with torch.save(net.state_dict(), path)")
+    data = user_model_data(cfg, options)
+    model = load_user_model(file, options["class_name"], state_dict, options["heads"], options["image_size"],
+                            options["mean"], options["std"], options["kwargs"], check=check_output)
+    config = OmegaConf.create({"model": {**options, "file": str(file), "state_dict": str(state_dict)},
+                               "data": data})
+    return UserModelRun(file, options["class_name"], state_dict, config, model, cfg.get("exp_name"))
+
+
+def user_model_data(cfg: DictConfig, options: dict[str, Any]) -> dict[str, Any]:
+    """The FaceDataModule options of a user model: the config's ``data`` node (a data group: synthfaces, celeba,
+    folder) with the model's heads as targets and its input size as the image size."""
+    node = cfg.get("data")
+    if not isinstance(node, DictConfig) or "source" not in node:
+        raise ValueError("a model you bring needs data options: choose a data source with data=synthfaces (the "
+                         "default), data=celeba data.root=<dir> or data=folder data.root=<images> "
+                         "data.folder.csv_path=<labels.csv>")
+    source = node.get("source")
+    missing = {key if key.startswith("data.") else f"data.{key}" for key in OmegaConf.missing_keys(node)}
+    if source != "synthfaces" and node.get("root") is None:
+        missing.add("data.root")
+    if missing:
+        raise ValueError(f"data={source} needs {', '.join(sorted(missing))}: e.g. "
+                         + ("data.root=/images data.folder.csv_path=/labels.csv (an image root and a CSV of "
+                            "relative paths and 0/1 labels)" if source == "folder"
+                            else "data.root=/datasets/celeba (CelebA's official layout)"))
+    data = OmegaConf.to_container(node, resolve=True)
+    data.pop("_target_", None)
+    heads, size = options["heads"], options["image_size"]
+    targets = data.get("targets")
+    targets = [targets] if isinstance(targets, str) else targets
+    if targets is not None and list(targets) != heads:
+        raise ValueError(f"data.targets={list(targets)} differs from model.heads={heads}: with a model you "
+                         "bring, the data's targets are its heads (output column i is heads[i]); set model.heads "
+                         "and leave data.targets alone")
+    if data.get("image_size") is not None and int(data["image_size"]) != size:
+        raise ValueError(f"data.image_size={data['image_size']} differs from model.image_size={size}: the images are "
+                         "resized to the model's input size; set model.image_size and leave data.image_size alone")
+    data["targets"], data["image_size"] = heads, size
+    data["data_dir"] = data.get("data_dir") or OmegaConf.select(cfg, "paths.data_dir", default=None) or "data"
+    data["num_workers"] = data.get("num_workers") or 0
+    return data
+
+
+def check_user_data(datamodule, run: UserModelRun) -> None:
+    """Folder data for a user model: the columns named as heads, protected attribute and concept hold binary
+    labels (one error naming the option and the values found), checked on the CSV before any image is read."""
+    if datamodule.source != "folder" or not datamodule.folder.get("csv_path"):
+        return
+    from facebias.data.folder import column_values, is_binary_label
+
+    named = [("model.heads", f"model.heads names {head!r}", head) for head in run.targets]
+    protected = datamodule.protected
+    if protected is not None:
+        subject = (f"data.protected={protected!r}" if datamodule.protected_given
+                   else f"data.protected is null, so the protected attribute defaults to {protected!r}")
+        named.append(("data.protected", subject, protected))
+    if datamodule.concept not in (None, "grayscale"):
+        named.append(("data.concept", f"data.concept={datamodule.concept!r}", datamodule.concept))
+    csv_path = Path(datamodule.folder["csv_path"])
+    values = column_values(csv_path, [column for _, _, column in named])
+    for option, subject, column in named:
+        found = values.get(column)
+        if found is None:
+            continue  # not a column: the attribute check after reading the table names it
+        if not all(is_binary_label(v) for v in found):
+            shown = ", ".join(repr(v) for v in found[:12]) + (", ..." if len(found) > 12 else "")
+            raise ValueError(f"{subject}: column {column!r} of {csv_path} is not binary; values found: {shown}. "
+                             f"Code it as 0/1 (or -1/1, true/false), or choose another column with {option}=")
 
 
 def resolve_path(value: str, option: str, search: tuple[Path, ...] = ()) -> Path:
@@ -244,23 +413,31 @@ def _run_checkpoint(run_dir: Path, which: str, record: RunRecord | None) -> Path
     return fallback
 
 
-def build_datamodule(run: TrainedRun, overrides: Mapping[str, Any] | None = None):
-    """The run's FaceDataModule, set up: the same splits as in training (options in `overrides` that are
-    not None replace the saved ones; only use it for what does not change the splits, e.g. batch size)."""
+def build_datamodule(run: TrainedRun | UserModelRun, overrides: Mapping[str, Any] | None = None, setup: bool = True):
+    """The run's FaceDataModule: the same splits as in training (options in `overrides` that are not None replace
+    the saved ones; only use it for what does not change the splits, e.g. batch size). For a user model, the
+    data options it was located with (its folder labels checked first). ``setup=False``: constructed only (no
+    table read, no image decoded), for checks before the work; call ``setup("predict")`` after them."""
     from facebias.data.datamodule import FaceDataModule
 
     data = OmegaConf.to_container(run.config.data, resolve=True)
     data.pop("_target_", None)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     datamodule = FaceDataModule(**data)
-    datamodule.setup("predict")
+    if isinstance(run, UserModelRun):
+        check_user_data(datamodule, run)
+    if setup:
+        datamodule.setup("predict")
     return datamodule
 
 
-def load_model(run: TrainedRun):
-    """The checkpoint's model (class from the run's `model._target_`), on the CPU, in eval mode."""
+def load_model(run: TrainedRun | UserModelRun):
+    """The checkpoint's model (class from the run's `model._target_`), on the CPU, in eval mode; for a user
+    model, the UserModel it was located with."""
     from hydra.utils import get_class
 
+    if isinstance(run, UserModelRun):
+        return run.model.eval()
     model_class = get_class(run.config.model._target_)
     try:
         model = model_class.load_from_checkpoint(run.checkpoint, weights_only=True, map_location="cpu")

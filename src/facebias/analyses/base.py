@@ -5,7 +5,9 @@ numbers, the ``subdir`` of a training run a sweep writes it to, the W&B ``job_ty
 ``settings`` (the options that change its numbers: a sweep reuses a result only when they are equal),
 ``run`` (one trained run into ``ctx.out``; returns what ``result_file`` holds) and ``summarize``
 (the results of a sweep; returns what ``summary_file`` holds). The driver does the rest: finding runs,
-reusing current results, run.json, the W&B session.
+reusing current results, run.json, the W&B session. An analysis with ``user_model = True`` also takes a model
+the user brings (``model.file=``): its ``run`` then gets a ``runs.UserModelRun``, which reads like a
+``TrainedRun`` through ``load_model``, ``build_datamodule``, ``targets``, ``config.data`` and ``provenance()``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, ClassVar
 from omegaconf import DictConfig, OmegaConf
 
 from facebias.reporting.wandb import WandbSession
-from facebias.runs import RunRecord, TrainedRun
+from facebias.runs import RunRecord, TrainedRun, UserModelRun
 
 
 @dataclass
@@ -64,19 +66,23 @@ class Analysis(ABC):
     subdir: ClassVar[str]
     summary_file: ClassVar[str | None] = None  # None: the analysis has no sweep form
     job_type: ClassVar[str | None] = None  # None: nothing is logged to W&B
+    user_model: ClassVar[bool] = False  # True: also analyses a model the user brings (model.file=)
+    # True: a user model's output must be (batch, len(model.heads)) logits, checked as it is loaded; False: the
+    # analysis checks the output itself (counterfactual: logits of a head, or a map, as its objective needs)
+    user_model_logits: ClassVar[bool] = True
 
     def settings(self, cfg: DictConfig) -> dict[str, Any]:
         return {}
 
     @abstractmethod
-    def run(self, run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-        """One trained run into ``ctx.out``; returns what ``result_file`` holds."""
+    def run(self, run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+        """One trained run (or user model) into ``ctx.out``; returns what ``result_file`` holds."""
 
     def summarize(self, results: Sequence[Result], skipped: Sequence[Mapping[str, str]],
                   settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         raise ValueError(f"analysis={self.name} has no sweep form: name one run with run= (or ckpt=)")
 
-    def wandb_config(self, run: TrainedRun, settings: Mapping[str, Any]) -> dict[str, Any]:
+    def wandb_config(self, run: TrainedRun | UserModelRun, settings: Mapping[str, Any]) -> dict[str, Any]:
         from facebias.reporting.wandb import plain_config
 
         return {self.name: dict(settings), "source": run.parent(), "train": plain_config(run.config)}

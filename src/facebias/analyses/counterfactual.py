@@ -1,15 +1,19 @@
 """Black-box counterfactual search (``dissect.py analysis=counterfactual``): what must change about a face for a
-trained run's classifier to score it higher (or lower), found by search in a generator's latent space, coded
-automatically and tested against a null (docs/design.md §9, issue 14; the method is Kulynych's "How to
-Become More Salient?", 2021).
+trained run's classifier, or a model the user brings, to score it higher (or lower), found by search in a
+generator's latent space, coded automatically and tested against a null (docs/design.md §9, issue 14; the method
+is Kulynych's "How to Become More Salient?", 2021).
 
-One run: the generator (the SynthFaces renderer of the run's own data set by default; a user generator through
-``counterfactual.generator``) and the objective (a head's logit or probability, raised or lowered). From
+One run (``run=``) or user model (``model.file=``, docs/design.md §2.2): the generator (the SynthFaces renderer
+of the run's own data set by default, or, for a user model, of the dissect config's data group when it is
+SynthFaces; a user generator through ``counterfactual.generator``) and the objective (a head's logit or
+probability, or, for a model that outputs a map, the map's spatial maximum or mean: the seed's saliency
+setting), raised or lowered. The model's output is probed against the objective before anything else. From
 ``counterfactual.starts`` latents of the generator's prior, random search (or nevergrad's (1+1)-ES / CMA)
 climbs the objective (facebias.counterfactual.search); the null walks from the same starts with the same
 step lengths and counts and no selection. Every walk's start and end are coded (true attributes and traits
-from z on SynthFaces, the classifier heads, image statistics in the face region) and each aggregate is set
-beside the null's with Fisher's exact test and a Holm or Benjamini–Hochberg correction.
+from z on SynthFaces, the heads of the run's classifier and of any ``counterfactual.coders`` runs (a user model
+codes nothing itself), image statistics in the face region) and each aggregate is set beside the null's with
+Fisher's exact test and a Holm or Benjamini–Hochberg correction.
 
 Outputs: counterfactual.json (``results.CounterfactualResult``), codes.csv (the aggregates against the
 null), searches.csv (one row per search), changes.csv (every measure of every walk), agreement.csv
@@ -31,7 +35,7 @@ from facebias.analyses.base import Analysis, Context
 from facebias.reporting.console import get_logger, print_summary
 from facebias.reporting.files import files_under, json_safe, write_csv, write_json_atomic
 from facebias.results import SCHEMA_VERSION
-from facebias.runs import TrainedRun, build_datamodule, load_model, locate_run
+from facebias.runs import TrainedRun, UserModelRun, build_datamodule, load_model, locate_run
 
 log = get_logger(__name__)
 
@@ -49,10 +53,12 @@ class CounterfactualSearch(Analysis):
     result_file = "counterfactual.json"
     subdir = "counterfactual"
     job_type = "counterfactual"
+    user_model = True  # model.file=: a model the user brings (docs/design.md §2.2)
+    user_model_logits = False  # its output is checked against the objective (logits of a head, or a map)
 
     def settings(self, cfg: DictConfig) -> dict[str, Any]:
         """Every option of ``counterfactual.*``, checked (σ, the budget against one step, counts, names)."""
-        from facebias.counterfactual.search import DIRECTIONS, OBJECTIVES, check_options
+        from facebias.counterfactual.search import DIRECTIONS, MAP_OBJECTIVES, OBJECTIVES, check_options
         from facebias.counterfactual.stats import CORRECTIONS
 
         c = cfg.get(OPTION)
@@ -85,10 +91,14 @@ class CounterfactualSearch(Analysis):
         }
         if not settings["alpha"] < 1:
             raise ValueError(f"{OPTION}.alpha={settings['alpha']}: a significance level lies in (0, 1), e.g. 0.05")
+        if settings["objective"] in MAP_OBJECTIVES and settings["head"] is not None:
+            raise ValueError(f"{OPTION}.head={settings['head']}: {OPTION}.objective={settings['objective']} reduces "
+                             "the whole map the model outputs, it reads no head; leave counterfactual.head=null (or "
+                             "use objective=logit or probability to push a head)")
         check_options(search_options(settings), latent_dim_of(generator), OPTION)
         return settings
 
-    def run(self, run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    def run(self, run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         return counterfactual_run(run, settings, ctx)
 
     def print_run(self, summary: Mapping[str, Any], ctx: Context) -> None:
@@ -157,8 +167,11 @@ def latent_dim_of(generator: Mapping[str, Any]) -> int | None:
 
 # ------------------------------------------------------------------------------------------------- the run
 
-def build_search_generator(run: TrainedRun, settings: Mapping[str, Any], ctx: Context):
-    """The configured generator at the run's image size and crop unless given; SynthFaces from the run's own set."""
+def build_search_generator(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context):
+    """The configured generator at the run's (or user model's) image size and crop unless given; SynthFaces from
+    the run's own set, or for a user model from the set of the dissect config's data group (synthfaces by
+    default: generated on first use, like every analysis of a user model on it); otherwise its default latent
+    model, with a note."""
     from facebias.generators import build_generator
 
     options = dict(settings["generator"])
@@ -166,37 +179,67 @@ def build_search_generator(run: TrainedRun, settings: Mapping[str, Any], ctx: Co
     options.setdefault("crop", str(run.config.data.get("crop", "celeba")))
     note = None
     if options["kind"] == "synthfaces" and options.get("root") is None:
-        if str(run.config.data.get("source", "synthfaces")) == "synthfaces":
-            datamodule = build_datamodule(run, ctx.data_overrides(DATA_OVERRIDES))
-            options["root"] = str(datamodule.table.image_dir.parent)
+        source = str(run.config.data.get("source", "synthfaces"))
+        if source == "synthfaces":
+            # the set's root only: its table (generated on first use), not its image cache
+            datamodule = build_datamodule(run, ctx.data_overrides(DATA_OVERRIDES), setup=False)
+            options["root"] = str(datamodule.preflight().image_dir.parent)
+        elif isinstance(run, UserModelRun):
+            note = (f"the model's data (data={source}) is not SynthFaces: the generator is the SynthFaces renderer "
+                    "with its default latent model")
         else:
             note = (f"the run was trained on {run.config.data.source}, not SynthFaces: the generator is the "
                     "SynthFaces renderer with its default latent model")
     return build_generator(options), options, note
 
 
-def counterfactual_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-    """Search, null, coding, statistics and the report of one run into ``ctx.out``; returns counterfactual.json."""
+def objective_head(run: TrainedRun | UserModelRun, model, settings: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """(column, name) of the head a logit/probability objective pushes (the first target unless
+    counterfactual.head names one); (None, None) for a map objective."""
+    from facebias.counterfactual.search import MAP_OBJECTIVES
+    from facebias.models.scoring import head_index
+
+    if settings["objective"] in MAP_OBJECTIVES:
+        return None, None
+    head_name = settings["head"] or run.targets[0]
+    if isinstance(run, UserModelRun):
+        if head_name not in run.targets:
+            raise ValueError(f"{OPTION}.head={head_name} is not among model.heads={run.targets}: output column i of "
+                             f"{run.label} is model.heads[i]; choose one of them")
+        return run.targets.index(head_name), head_name
+    return head_index(model, head_name, f"{OPTION}.head={head_name}: the classifier of {run.run_dir}"), head_name
+
+
+def counterfactual_run(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    """Search, null, coding, statistics and the report of one run (or user model) into ``ctx.out``; returns
+    counterfactual.json."""
     from facebias.analyses.units import resolve_device
     from facebias.counterfactual import coding, stats
     from facebias.counterfactual.report import record_steps
-    from facebias.counterfactual.search import Objective, check_options, null_walks, search
-    from facebias.models.scoring import head_index
+    from facebias.counterfactual.search import (
+        Objective,
+        check_objective_output,
+        check_options,
+        null_walks,
+        search,
+    )
 
     started = time.time()
     out = ctx.out
+    user = isinstance(run, UserModelRun)
     model = load_model(run)
-    head_name = settings["head"] or run.targets[0]
-    head = head_index(model, head_name, f"{OPTION}.head={head_name}: the classifier of {run.run_dir}")
+    input_size = int(run.config.data.image_size)
+    head, head_name = objective_head(run, model, settings)
+    owner = run.label if user else f"the classifier of {run.run_dir}"
+    check_objective_output(model, settings["objective"], input_size, run.targets, head, owner, OPTION)
     coder_runs = [locate_run(run=path, checkpoint=settings["checkpoint"], search=ctx.search_dirs())
                   for path in settings["coders"]]
     generator, generator_options, generator_note = build_search_generator(run, settings, ctx)
     options = search_options(settings)
     check_options(options, generator.latent_dim, OPTION)
     device = resolve_device(ctx.option("device", "auto"))
-    input_size = int(run.config.data.image_size)
     objective = Objective(generator, model, head, head_name, settings["objective"], settings["direction"],
-                          input_size, device, settings["batch_size"])
+                          input_size, device, settings["batch_size"], "the model" if user else "the classifier")
 
     z0 = generator.sample(settings["starts"], settings["seed"])
     log.info("counterfactual search: %d starts x %d candidates x %d steps (%s) on %s", len(z0), options.k,
@@ -207,14 +250,15 @@ def counterfactual_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Contex
     marks = record_steps(options.steps, settings["record_every"])
     search_faces = _render_steps(generator, walks.latents, marks)  # (S, R, H, W, 3) at the generator's size
     null_faces = _render_steps(generator, null.latents, marks)
-    null_logits = objective.logits(objective.model_input(null_faces.reshape(-1, *null_faces.shape[2:])))
-    null_recorded = objective.value(null_logits).reshape(len(z0), len(marks))
+    null_recorded = objective.values(objective.model_input(null_faces.reshape(-1, *null_faces.shape[2:])))
+    null_recorded = null_recorded.reshape(len(z0), len(marks))
     null.scores[:, marks] = null_recorded
 
     ends = {"search": (search_faces[:, 0], search_faces[:, -1]), "null": (null_faces[:, 0], null_faces[:, -1])}
     latents = {"search": (walks.start, walks.end), "null": (null.start, null.end)}
     measures = coding.true_measures(generator, latents["search"], latents["null"])
-    classifiers = [(run.experiment, model, input_size, list(run.targets))]
+    # a run's classifier codes the changes with its heads; a user model codes nothing itself (only coders= runs)
+    classifiers = [] if user else [(run.experiment, model, input_size, list(run.targets))]
     classifiers += [(r.experiment, load_model(r), int(r.config.data.image_size), list(r.targets)) for r in coder_runs]
     measures += coding.classifier_measures([(name, heads, _probabilities(net, size, ends, device))
                                             for name, net, size, heads in classifiers])

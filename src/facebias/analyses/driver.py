@@ -1,9 +1,11 @@
-"""One driver for every analysis: one trained run, or every training run of one or more sweeps.
+"""One driver for every analysis: one trained run, a model the user brings, or every training run of sweeps.
 
 ``analyse(cfg)`` is what evaluate.py and dissect.py call. The analysis comes from the ``analysis`` config
-group (``_target_``); with ``sweep=`` each training run found under the sweep dirs is analysed into
-``<run>/<analysis.subdir>/`` unless a current result exists (same checkpoint file and settings, read
-from run.json), then the analysis summarises the sweep. Results found under a sweep dir whose training
+group (``_target_``). What it reads: ``run=`` / ``ckpt=`` (a training run), ``model.file=`` (a model the user
+brings, with the data of the ``data`` group; analyses with ``user_model = True``) or ``sweep=``. With
+``sweep=`` each training run found under the sweep dirs is analysed into ``<run>/<analysis.subdir>/`` unless a
+current result exists (same checkpoint file and settings, read from run.json), then the analysis summarises
+the sweep. Results found under a sweep dir whose training
 run lives elsewhere are taken as they are (the newest per training run).
 """
 
@@ -14,18 +16,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from facebias.analyses.base import Analysis, Context, Result
 from facebias.reporting.console import get_logger
 from facebias.reporting.wandb import plain_config, wandb_session
 from facebias.runs import (
+    RUN_DATA_KEYS,
     TRAIN,
     RunNotFoundError,
     RunRecord,
     TrainedRun,
+    UserModelRun,
     is_current,
     locate_run,
+    locate_user_model,
     output_dir,
     resolve_path,
     run_records,
@@ -43,32 +48,75 @@ def build_analysis(cfg: DictConfig) -> Analysis:
     return instantiate(cfg.analysis)
 
 
+USER_MODEL_HINT = "model.file=<net.py> model.class_name=<Class> model.state_dict=<weights.pt>"
+
+
 def analyse(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
-    """Entry of evaluate.py and dissect.py: one run (run= / ckpt=) or sweeps (sweep=) into the output dir."""
+    """Entry of evaluate.py and dissect.py: one run (run= / ckpt=), a user model (model.file=) or sweeps (sweep=)
+    into the output dir."""
     analysis = build_analysis(cfg)
     settings = analysis.settings(cfg)
     ctx = Context(cfg, Path(out) if out is not None else output_dir())
-    if cfg.get("sweep"):
-        if cfg.get("run") or cfg.get("ckpt"):
-            raise ValueError("give either sweep=<multirun dir> or run=/ckpt=, not both")
-        return analyse_sweep(analysis, settings, ctx)
-    if cfg.get("run") is None and cfg.get("ckpt") is None:
+    user_model = OmegaConf.select(cfg, "model.file") is not None
+    has_run = cfg.get("run") is not None or cfg.get("ckpt") is not None
+    if cfg.get("sweep") and (has_run or user_model):
+        raise ValueError("give either sweep=<multirun dir> or run=/ckpt= or model.file=, not several")
+    if has_run and user_model:
+        raise ValueError(f"give either run=/ckpt= (a facebias training run) or model.file= (a model you bring), "
+                         f"not both: run={cfg.get('run')}, ckpt={cfg.get('ckpt')}, "
+                         f"model.file={OmegaConf.select(cfg, 'model.file')}")
+    if not cfg.get("sweep") and not has_run and not user_model:
+        bring = f"; or {USER_MODEL_HINT}" if analysis.user_model else ""
         raise ValueError(f"name what to analyse: run=<training run dir> (outputs/train/...) or ckpt=<checkpoint "
-                         f"file>; for every run of a P sweep: sweep=<multirun/train/...> (analysis={analysis.name})")
+                         f"file>; for every run of a P sweep: sweep=<multirun/train/...>{bring} "
+                         f"(analysis={analysis.name})")
+    if user_model:
+        if not analysis.user_model:
+            raise ValueError(f"analysis={analysis.name} needs a facebias training run (run=<dir>); a model you bring "
+                             "(model.file=) works with analysis=layers, analysis=units, analysis=regions and "
+                             "analysis=counterfactual")
+        run = locate_user_model(cfg, search=ctx.search_dirs(), check_output=analysis.user_model_logits)
+        return analyse_run(analysis, run, settings, ctx)
+    if OmegaConf.select(cfg, "model") is not None:  # dissect.py: its data group describes a user model's data
+        check_run_data_overrides()
+    if cfg.get("sweep"):
+        return analyse_sweep(analysis, settings, ctx)
     run = locate_run(cfg.get("run"), cfg.get("ckpt"), cfg.get("checkpoint", "best"), search=ctx.search_dirs())
     return analyse_run(analysis, run, settings, ctx)
 
 
-def analyse_run(analysis: Analysis, run: TrainedRun, settings: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def check_run_data_overrides(overrides: Sequence[str] | None = None) -> None:
+    """With run= (or sweep=), the runs' own data is analysed: only data.<RUN_DATA_KEYS> may be changed. The data
+    options that describe a user model's data (data=folder, data.root=, data.image_size=, ...) would be ignored,
+    so they fail here (read from the command line's overrides; nothing to check outside a Hydra job)."""
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return
+        overrides = list(HydraConfig.get().overrides.task)
+    ignored = []
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0].strip()
+        if (key == "data" or key.startswith("data.")) and key.partition(".")[2].split(".")[0] not in RUN_DATA_KEYS:
+            ignored.append(override)
+    if ignored:
+        raise ValueError(f"{', '.join(ignored)}: with run= (or sweep=) a training run's own data is analysed (its "
+                         f"source, splits and image size); only {', '.join(f'data.{k}' for k in RUN_DATA_KEYS)} can "
+                         f"be changed. The data group describes the data of a model you bring instead: "
+                         f"{USER_MODEL_HINT}")
+
+
+def analyse_run(analysis: Analysis, run: TrainedRun | UserModelRun, settings: dict[str, Any],
+                ctx: Context) -> dict[str, Any]:
     """``analysis.run`` into ``ctx.out`` inside its W&B session, with run.json written before and after."""
     out = ctx.out
     out.mkdir(parents=True, exist_ok=True)
     identity = run.wandb_identity(analysis.job_type or analysis.name)
     record = RunRecord(kind=analysis.kind, status="running", config=plain_config(ctx.cfg), parent=run.parent(),
-                       settings=dict(settings), result=analysis.result_file, wandb=identity,
-                       data=dict(run.record.data) if run.record else {})
+                       settings=dict(settings), result=analysis.result_file, wandb=identity, data=run.data_record)
     record.write(out)
-    log.info("%s of %s into %s", analysis.name, run.run_dir, out)
+    log.info("%s of %s into %s", analysis.name, run.label, out)
     job = Context(ctx.cfg, out, identity=identity)
     with wandb_session(ctx.cfg, out, identity, analysis.job_type,
                        analysis.wandb_config(run, settings)) as session:

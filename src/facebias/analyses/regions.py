@@ -1,5 +1,6 @@
-"""Facial-region explanations (``dissect.py analysis=regions``): which face regions a trained run looks at when
-it decides for one class, per protected group (docs/design.md §8; FaceX's study with the Face Dictionary's
+"""Facial-region explanations (``dissect.py analysis=regions``): which face regions a trained run (or a model the
+user brings, ``model.file=``, on the data of the ``data`` group) looks at when it decides for one class, per
+protected group (docs/design.md §8; FaceX's study with the Face Dictionary's
 regions, batched Grad-CAM-family maps from the ``grad-cam`` package and a known answer).
 
 One run: the faces of a split whose target (``head``, default the first) equals ``target_class``, balanced
@@ -28,7 +29,7 @@ from facebias.analyses.base import Analysis, Context, Result, count_option
 from facebias.reporting.console import get_logger, print_summary
 from facebias.reporting.files import files_under, json_safe, portable_path, write_csv, write_json_atomic
 from facebias.results import SCHEMA_VERSION
-from facebias.runs import TrainedRun, build_datamodule, load_model
+from facebias.runs import TrainedRun, UserModelRun, build_datamodule, load_model
 
 log = get_logger(__name__)
 SPLITS = ("train", "val", "test")
@@ -50,10 +51,12 @@ class RegionExplanation(Analysis):
     subdir = "regions"
     summary_file = "regions_sweep.json"
     job_type = "explain"
+    user_model = True
 
     def settings(self, cfg: DictConfig) -> dict[str, Any]:
         from omegaconf import OmegaConf
 
+        from facebias.dissect.selection import landmarks_option
         from facebias.explain.cams import method_name
 
         split = cfg.get("split", "test")
@@ -81,9 +84,10 @@ class RegionExplanation(Analysis):
             "sanity_seed": int(cfg.get("sanity_seed", 0)),
             "patch_size": count_option(cfg, "patch_size", 16, 1),
             "top_patches": count_option(cfg, "top_patches", 10, 0),
+            "landmarks": landmarks_option(cfg),  # dictionary.landmarks: 68 | 5
         }
 
-    def run(self, run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    def run(self, run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         return explain_run(run, settings, ctx)
 
     def print_run(self, summary: Mapping[str, Any], ctx: Context) -> None:
@@ -182,7 +186,7 @@ def resolve_layer(net, requested: str | None, image_size: int) -> tuple[str, tup
     return name, tuple(shape[1:])
 
 
-def explain_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+def explain_run(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     """Explain one trained run into ``ctx.out``; returns what regions.json holds."""
     from facebias.analyses.units import resolve_device
     from facebias.dissect.layers import network_of
@@ -210,21 +214,34 @@ def explain_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> d
     layer, layer_shape = resolve_layer(net, settings["layer"], image_size)  # bad options fail before the data loads
     head_name = settings["head"] or run.targets[0]
     if head_name not in run.targets:
-        raise ValueError(f"head={head_name!r}: the run's model has the heads {run.targets}")
+        heads = "model.heads" if isinstance(run, UserModelRun) else "the run's data.targets"
+        raise ValueError(f"head={head_name!r} is out of range: the model's heads ({heads}) are {run.targets}; "
+                         f"choose one of them")
     head, target_class, method = run.targets.index(head_name), settings["target_class"], settings["method"]
     output_index(len(run.targets), head, target_class)
-    datamodule = build_datamodule(run, ctx.data_overrides(DATA_OVERRIDES))
+    datamodule = build_datamodule(run, ctx.data_overrides(DATA_OVERRIDES), setup=False)
     protected = datamodule.protected
-    if protected is None:
-        raise ValueError(f"{run.run_dir}: the run has no protected attribute (data.protected and data.concept are "
-                         "null); name one with data.protected=<attribute>")
+    if protected is None:  # before the table is read and the images decoded
+        raise ValueError(f"{run.label}: no protected attribute (data.protected and data.concept are null, and the "
+                         "default, Male, is a target); name one with data.protected=<attribute>")
+    datamodule.setup("predict")
     dataset = datamodule.dataset(settings["split"])
     picked = select_images(dataset.targets[:, head], dataset.protected, target_class, settings["max_images"],
                            settings["seed"], head_name, protected)
     groups = np.asarray(dataset.protected[picked]).astype(np.int64)
     faces = load_faces(datamodule, model, settings["split"], picked, batch_size)
-    concepts = available_concepts(datamodule.table, settings["concepts"])
-    dictionary = region_dictionary(datamodule, faces.rows, image_size, concepts, settings["confidence"])
+    concepts = available_concepts(datamodule.table, settings["concepts"], settings.get("landmarks", 5))
+    dictionary = region_dictionary(datamodule, faces.rows, image_size, concepts, settings["confidence"],
+                                   settings.get("landmarks", 5))
+    per_group = int((groups == 0).sum())  # as selected, before any face is left out
+    if dictionary.left_out:  # folder images dlib places no face on (no five landmarks): named, then left out
+        faces, groups = faces.subset(dictionary.kept), groups[dictionary.kept]
+        empty = [g for g in (0, 1) if not (groups == g).any()]
+        if empty:
+            raise ValueError(f"no face with {protected}={empty[0]} is left once the {len(dictionary.left_out)} faces "
+                             f"dlib could not place are left out ({', '.join(list(dictionary.left_out)[:5])}); the "
+                             "comparison needs both groups: check those images, or give the folder CSV the five "
+                             "landmark columns")
     masks = region_masks(dictionary.masks, dictionary.regions, REGIONS)
     log.info("%s maps of %d faces at layer %s (%s)", method, len(faces), layer, device)
 
@@ -255,10 +272,12 @@ def explain_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> d
         "network": type(net).__name__, "image_size": image_size, "device": str(device), "layer": layer,
         "layer_shape": list(layer_shape), "method": method, "head": head_name, "target_class": target_class,
         "protected": protected,
-        "selection": {"split": settings["split"], "n_images": len(faces), "per_group": int((groups == 0).sum()),
+        "selection": {"split": settings["split"], "n_images": len(faces), "per_group": per_group,
                       "rule": f"faces with {head_name}={target_class}, equal numbers with {protected}=0 and =1 "
-                              "(seeded draw within each group)"},
+                              "(seeded draw within each group)" + (f"; then {len(dictionary.left_out)} faces dlib "
+                              "could not place left out (dictionary.left_out)" if dictionary.left_out else "")},
         "dictionary": {"mask_size": image_size, "confidence": dictionary.confidence, "concepts": list(concepts),
+                       "landmarks": dictionary.describe_landmarks(), "left_out": dictionary.describe_left_out(),
                        "crop": getattr(datamodule, "crop", "celeba")},
         "statistic": STATISTIC, "n_bootstrap": settings["n_bootstrap"], "regions": table, "sanity": sanity,
         "wandb": ctx.identity,
@@ -287,7 +306,8 @@ def write_figures(out, summary, datamodule, faces, cams, masks, groups, settings
 
     rows = summary["regions"]
     some = faces.rows[:: max(1, len(faces) // TEMPLATE_FACES)][:TEMPLATE_FACES]
-    fine = region_dictionary(datamodule, some, TEMPLATE_SIZE, concepts, settings["confidence"])
+    fine = region_dictionary(datamodule, some, TEMPLATE_SIZE, concepts, settings["confidence"],
+                             settings.get("landmarks", 5))
     template = face_template(region_masks(fine.masks, fine.regions, REGIONS), REGIONS)
     name = summary["protected"]
     values = {key: {r["region"]: r[key] for r in rows} for key in ("all", "g0", "g1", "diff")}

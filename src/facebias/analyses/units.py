@@ -1,8 +1,9 @@
 """Network dissection (``dissect.py analysis=units``): which units of a trained run detect which facial concepts.
 
-One run: the classifier is dissected at the requested layers on a Face Dictionary built from its own test
-split (balanced over the target x concept cells), with the non-local groups Male, Young, Pale_Skin and,
-where the run planted it, grayscale (docs/design.md §7). Outputs: units.csv (one row per unit), detector
+One run (or a model the user brings, ``model.file=``, on the data of the ``data`` group): the classifier is
+dissected at the requested layers on a Face Dictionary built from its own test split (balanced over the
+target x concept cells), with the non-local groups Male, Young, Pale_Skin and, where the run planted it,
+grayscale (docs/design.md §7). Outputs: units.csv (one row per unit), detector
 counts per concept and region per layer, biased units per group, plots, the top patches of the strongest
 detectors, report.html and dissect.json (``results.DissectionResult``); W&B job_type=dissect. On
 SynthFaces the dictionary's ellipses are scored against the exact masks too.
@@ -29,7 +30,7 @@ from facebias.analyses.base import Analysis, Context, Result, count_option
 from facebias.reporting.console import print_summary
 from facebias.reporting.files import files_under, json_safe, portable_path, write_csv, write_json_atomic
 from facebias.results import SCHEMA_VERSION
-from facebias.runs import TrainedRun, build_datamodule, load_model
+from facebias.runs import TrainedRun, UserModelRun, build_datamodule, load_model
 
 SPLITS = ("train", "val", "test")
 DATA_OVERRIDES = ("data_dir", "num_workers", "progress")
@@ -38,8 +39,8 @@ ALL_LAYERS = "all"  # the row of a run's totals over its dissected layers
 EYE_REGION = "eye"
 MEASURES = {"eye_detectors": "eye-region detectors", "grayscale_biased": "grayscale-biased units"}
 ROW_COLUMNS = ("family", "concept", "P", "experiment", "train_seed", "layer", "units", "detectors",
-               "eye_detectors", "eye_share", "grayscale_biased", "grayscale_biased_toward_gray", "Male_biased",
-               "measure", "run_dir", "dissect_dir")
+               "concept_detectors", "region_detectors", "eye_detectors", "eye_share", "grayscale_biased",
+               "grayscale_biased_toward_gray", "Male_biased", "measure", "run_dir", "dissect_dir")
 
 
 class UnitDissection(Analysis):
@@ -49,12 +50,15 @@ class UnitDissection(Analysis):
     subdir = "dissect"
     summary_file = "dissect_sweep.json"
     job_type = "dissect"
+    user_model = True
 
     def settings(self, cfg: DictConfig) -> dict[str, Any]:
         """The options that change the numbers; a sweep reuses a dissection only when they are all the same."""
         split = cfg.get("split", "test")
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
+        from facebias.dissect.selection import landmarks_option
+
         concepts = cfg.get("concepts")
         confidence = cfg.get("confidence")
         return {
@@ -69,9 +73,11 @@ class UnitDissection(Analysis):
             "quantile": float(cfg.get("quantile", 0.005)),
             "iou_threshold": float(cfg.get("iou_threshold", 0.04)),
             "bias_threshold": float(cfg.get("bias_threshold", 0.8)),
+            "landmarks": landmarks_option(cfg),  # dictionary.landmarks: 68 | 5
+            "region_margin": float(cfg.get("region_margin", 0.5)),  # concept- vs region-level detectors
         }
 
-    def run(self, run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    def run(self, run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         return dissect_run(run, settings, ctx)
 
     def print_run(self, summary: Mapping[str, Any], ctx: Context) -> None:
@@ -79,8 +85,8 @@ class UnitDissection(Analysis):
 
         layers = summary["layers"]
         groups = list(dict.fromkeys(g for layer in layers.values() for g in layer["biased"]))
-        rows = [[name, str(layer["units"]), str(layer["detectors"]),
-                 *(str(layer["by_region"].get(r, 0)) for r in REGIONS),
+        rows = [[name, str(layer["units"]), str(layer["detectors"]), str(layer.get("concept_detectors", "")),
+                 str(layer.get("region_detectors", "")), *(str(layer["by_region"].get(r, 0)) for r in REGIONS),
                  *(str(layer["biased"].get(g, {}).get("biased", "")) for g in groups)] for name, layer in layers.items()]
         notes = [f"biased: {summary['nonlocal_rule']}"]
         quality = summary.get("dictionary_quality")
@@ -90,7 +96,9 @@ class UnitDissection(Analysis):
         notes.append(f"output dir: {ctx.out}  (report.html, units.csv; {summary['seconds']} s)")
         title = (f"facebias dissect: {summary['experiment']} ({summary['dictionary']['n_images']} "
                  f"{summary['dictionary']['split']} faces)")
-        print_summary(title, ["layer", "units", "detectors", *REGIONS, *(f"biased {g}" for g in groups)], rows, notes,
+        notes.insert(1, f"levels: {summary['pairing'].get('levels', '')}")
+        print_summary(title, ["layer", "units", "detectors", "concept-level", "region-level", *REGIONS,
+                              *(f"biased {g}" for g in groups)], rows, notes,
                       sync_command=ctx.wandb.sync_command, min_width=120)
 
     def summarize(self, results: Sequence[Result], skipped: Sequence[Mapping[str, str]],
@@ -122,7 +130,8 @@ class UnitDissection(Analysis):
 
     def print_sweep(self, summary: Mapping[str, Any], ctx: Context) -> None:
         rows = [[str(r["family"]), "" if r["P"] is None else f"{r['P']:g}", str(r["train_seed"]), str(r["layer"]),
-                 str(r["units"]), str(r["detectors"]), str(r["eye_detectors"]),
+                 str(r["units"]), str(r["detectors"]), _count(r.get("concept_detectors")),
+                 _count(r.get("region_detectors")), str(r["eye_detectors"]),
                  "" if r["grayscale_biased"] is None else str(r["grayscale_biased"]),
                  "" if r["Male_biased"] is None else str(r["Male_biased"])] for r in summary["rows"]]
         notes = []
@@ -134,11 +143,16 @@ class UnitDissection(Analysis):
         notes += [f"skipped {s['run_dir']}: {s['reason']}" for s in summary["skipped"]]
         notes.append(f"table: {ctx.out / 'dissect_sweep.csv'}, figure: {ctx.out / 'dissect_vs_p.png'}")
         print_summary("facebias dissection sweep (layer 'all': sum over layers)",
-                      ["family", "P", "seed", "layer", "units", "detectors", "eye det.", "gray-biased", "Male-biased"],
+                      ["family", "P", "seed", "layer", "units", "detectors", "concept-lvl", "region-lvl", "eye det.",
+                       "gray-biased", "Male-biased"],
                       rows, notes, sync_command=ctx.wandb.sync_command, left=("family", "layer"), min_width=110)
 
 
 # ------------------------------------------------------------------------------------------------- options
+
+def _count(value: Any) -> str:
+    return "" if value is None else str(value)
+
 
 def requested_layers(cfg: DictConfig) -> list[str] | None:
     """layers= as a list of names (layers=layer4, layers=[layer3,layer4] and small_cnn's layers=[2,3] all work)."""
@@ -177,11 +191,14 @@ def layer_summaries(result, maps: dict[str, tuple], bias_threshold: float) -> di
             "biased": row["biased"], "toward_1": row["biased_toward_1"], "toward_0": row["biased_toward_0"]}
     return {name: {"shape": list(maps[name][1:]), "units": layer.units, "detectors": int(layer.detector.sum()),
                    "by_region": layer.detectors_per_region(), "by_concept": layer.detectors_per_concept(),
+                   "concept_detectors": layer.detectors_per_level()["concept"],
+                   "region_detectors": layer.detectors_per_level()["region"],
+                   "region_level_by_region": layer.region_level_per_region(),
                    "biased": biased.get(name, {})}
             for name, layer in result.layers.items()}
 
 
-def dissect_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+def dissect_run(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     """Dissect one trained run into ``ctx.out``; returns what dissect.json holds."""
     from facebias.dissect import report
     from facebias.dissect.layers import network_of, resolve_layers
@@ -193,7 +210,7 @@ def dissect_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> d
         dictionary_quality,
         select_faces,
     )
-    from facebias.dissect.units import DictionaryBatches, dissect
+    from facebias.dissect.units import DictionaryBatches, dissect, level_rule
 
     started = time.time()
     cfg, out = ctx.cfg, ctx.out
@@ -210,12 +227,17 @@ def dissect_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> d
     datamodule = build_datamodule(run, ctx.data_overrides(DATA_OVERRIDES))
     faces = select_faces(datamodule, model, settings["split"], settings["max_images"], settings["seed"], batch_size)
     mask_size = settings["mask_size"] or image_size
-    options = dictionary_options(settings, mask_size, available_concepts(datamodule.table, settings["concepts"]))
-    dictionary = build_dictionary(datamodule, faces, options)
+    concepts = available_concepts(datamodule.table, settings["concepts"], settings["landmarks"])
+    options = dictionary_options(settings, mask_size, concepts)
+    # crop=none (folder images of any size): the landmarks are mapped into the frame the model sees
+    dictionary = build_dictionary(datamodule, faces, {**options, "crop": getattr(datamodule, "crop", "celeba")})
+    if dictionary.left_out:  # folder images dlib places no face on (no five landmarks): named, then left out
+        faces = faces.subset(dictionary.kept)
     maxima = UnitMaxima(net, layers, len(faces))  # filled by the dissection's pass, read by the patches
     with maxima.attached():
         result = dissect(net, layers, DictionaryBatches(faces.inputs, dictionary, batch_size),
-                         quantile=settings["quantile"], iou_threshold=settings["iou_threshold"], device=device,
+                         quantile=settings["quantile"], iou_threshold=settings["iou_threshold"],
+                         region_margin=settings["region_margin"], device=device,
                          cache_bytes=int(cfg.get("cache_bytes", 1 << 30)))
     quality = dictionary_quality(datamodule.table, faces.rows, options, min(exact_images, len(faces)))
     strongest = strongest_detectors(result, top_detectors)
@@ -235,11 +257,13 @@ def dissect_run(run: TrainedRun, settings: Mapping[str, Any], ctx: Context) -> d
         "dictionary": {"split": faces.split, "n_images": len(faces), "mask_size": mask_size,
                        "confidence": dictionary.confidence, "concepts": list(dictionary.concepts),
                        "regions": list(dictionary.regions), "groups": list(dictionary.groups),
+                       "landmarks": dictionary.describe_landmarks(), "left_out": dictionary.describe_left_out(),
                        "cells": _cell_counts(faces.cells), "gray_images": int(faces.gray.sum()),
                        "selection": "balanced over (target, concept) cells, seeded"},
         "pairing": {"quantile": settings["quantile"], "iou_threshold": settings["iou_threshold"],
                     "rule": "T_u = top-quantile activation over the dictionary; map upsampled bilinearly to the mask "
-                            "size and thresholded; IoU summed over all images; detector when best IoU > threshold"},
+                            "size and thresholded; IoU summed over all images; detector when best IoU > threshold",
+                    "region_margin": settings["region_margin"], "levels": level_rule(settings["region_margin"])},
         "nonlocal_rule": nonlocal_rule(settings["bias_threshold"]),
         "layers": layer_summaries(result, maps, settings["bias_threshold"]),
         "strongest_detectors": strongest,
@@ -266,6 +290,8 @@ def wandb_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, layer in summary["layers"].items():
         values[f"dissect/{name}/detectors"] = layer["detectors"]
+        values[f"dissect/{name}/concept_detectors"] = layer.get("concept_detectors")
+        values[f"dissect/{name}/region_detectors"] = layer.get("region_detectors")
         for region, count in layer["by_region"].items():
             values[f"dissect/{name}/{region}_detectors"] = count
         for group, counts in layer["biased"].items():
@@ -295,14 +321,15 @@ def sweep_rows(entries: Sequence[tuple[Path, Mapping[str, Any]]], root: str | No
             gray = biased.get(GRAYSCALE)
             per_layer.append({
                 **base, "layer": name, "units": layer["units"], "detectors": layer["detectors"],
+                "concept_detectors": layer.get("concept_detectors"), "region_detectors": layer.get("region_detectors"),
                 "eye_detectors": layer["by_region"].get(EYE_REGION, 0),
                 "grayscale_biased": None if gray is None else gray["biased"],
                 "grayscale_biased_toward_gray": None if gray is None else gray["toward_1"],
                 "Male_biased": (biased.get("Male") or {}).get("biased"),
             })
         total = {**base, "layer": ALL_LAYERS}
-        for key in ("units", "detectors", "eye_detectors", "grayscale_biased", "grayscale_biased_toward_gray",
-                    "Male_biased"):
+        for key in ("units", "detectors", "concept_detectors", "region_detectors", "eye_detectors", "grayscale_biased",
+                    "grayscale_biased_toward_gray", "Male_biased"):
             values = [r[key] for r in per_layer]
             total[key] = None if any(v is None for v in values) else sum(values)
         for row in [*per_layer, total]:

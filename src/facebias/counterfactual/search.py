@@ -1,6 +1,12 @@
 """The search: an objective over latents, random search (Rastrigin 1963, as Kulynych's seed ran it),
 nevergrad's optimisers as alternatives, and the null walks.
 
+The objective reduces the target model's output for each face to one number: a head's logit or its sigmoid
+probability (``logit``, ``probability``: the model outputs (batch, heads) logits), or the spatial maximum or
+mean of a map the model outputs, (batch, H, W) or (batch, 1, H, W) (``map_max``, ``map_mean``: Kulynych's
+setting, the maximum of a saliency map). ``check_objective_output`` probes the model once, before any search,
+so that an output of the wrong shape fails with the option and the shape found.
+
 Random search, per start and step: draw k perturbations from N(0, σ² I), score the k candidates, and move
 to the best one only if it beats the current score. All starts' candidates of a step are scored in one
 call of the objective (one batched render + forward). A start stops when the move it would make takes it
@@ -31,7 +37,10 @@ log = get_logger(__name__)
 
 OPTIMIZERS = ("random", "oneplusone", "cma")
 _NEVERGRAD = {"oneplusone": "OnePlusOne", "cma": "CMA"}
-OBJECTIVES = ("logit", "probability")
+HEAD_OBJECTIVES = ("logit", "probability")  # one column of (batch, heads) logits
+MAP_OBJECTIVES = ("map_max", "map_mean")  # a reduction of a (batch, H, W) or (batch, 1, H, W) map
+OBJECTIVES = HEAD_OBJECTIVES + MAP_OBJECTIVES
+PROBE_BATCH = 2
 DIRECTIONS = ("raise", "lower")
 
 
@@ -77,17 +86,24 @@ class Trajectories:
 
 
 class Objective:
-    """Latents -> one number each: the generator's faces (one batched render), resized to the classifier's
-    input when the generator draws another size, through the classifier (its own ``preprocess``): a head's
-    logit or sigmoid probability. ``sign`` is +1 to raise it, -1 to lower it; calls return the raw value."""
+    """Latents -> one number each: the generator's faces (one batched render), resized to the model's input when
+    the generator draws another size, through the model (its own ``preprocess``), reduced per face: a head's logit
+    or sigmoid probability (``head`` is its column), or the maximum or mean of the map the model outputs (``head``
+    is None). ``sign`` is +1 to raise it, -1 to lower it; calls return the raw value. ``subject`` names the model
+    in the resize note."""
 
-    def __init__(self, generator, model, head: int, head_name: str, kind: str = "logit", direction: str = "raise",
-                 input_size: int | None = None, device="cpu", batch_size: int | None = None):
+    def __init__(self, generator, model, head: int | None, head_name: str | None, kind: str = "logit",
+                 direction: str = "raise", input_size: int | None = None, device="cpu", batch_size: int | None = None,
+                 subject: str = "the classifier"):
         if kind not in OBJECTIVES:
             raise ValueError(f"objective kind {kind!r}: use one of {', '.join(OBJECTIVES)}")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction {direction!r}: use one of {', '.join(DIRECTIONS)}")
-        self.generator, self.model, self.head, self.head_name = generator, model.eval(), int(head), head_name
+        if kind in HEAD_OBJECTIVES and head is None:
+            raise ValueError(f"objective kind {kind!r} reads one head: give its column")
+        self.generator, self.model = generator, model.eval()
+        self.head = None if kind in MAP_OBJECTIVES else int(head)
+        self.head_name = head_name
         self.kind, self.direction, self.sign = kind, direction, 1.0 if direction == "raise" else -1.0
         self.input_size = int(input_size or generator.image_size)
         self.device, self.batch_size = device, batch_size
@@ -95,25 +111,26 @@ class Objective:
         self.evaluations, self.seconds = 0, 0.0
         self.resize_note = None
         if int(generator.image_size) != self.input_size:
-            self.resize_note = (f"the generator draws {generator.image_size} px faces but the classifier takes "
+            self.resize_note = (f"the generator draws {generator.image_size} px faces but {subject} takes "
                                 f"{self.input_size} px: every face is resized (PIL bilinear, as the image cache "
                                 "resizes) before it is scored")
             log.warning(self.resize_note)
 
     @property
     def label(self) -> str:
-        return f"{self.head_name} logit" if self.kind == "logit" else f"P({self.head_name})"
+        return objective_label(self.kind, self.head_name)
 
     def model_input(self, faces: np.ndarray) -> np.ndarray:
-        """Faces at the generator's size -> the classifier's input size (unchanged when they agree)."""
+        """Faces at the generator's size -> the model's input size (unchanged when they agree)."""
         if faces.shape[1] == self.input_size:
             return faces
         from facebias.generators import crop_and_resize
 
         return crop_and_resize(faces, self.input_size, "none")
 
-    def logits(self, faces: np.ndarray) -> np.ndarray:
-        """(n, heads) float64 logits of uint8 faces at the classifier's input size."""
+    def values(self, faces: np.ndarray) -> np.ndarray:
+        """(n,) float64 objective values (raw, whatever the direction) of uint8 faces at the model's input size:
+        every face through one forward pass (or chunks of ``batch_size``), each output reduced as it comes."""
         import torch
 
         out = []
@@ -121,20 +138,73 @@ class Objective:
         with torch.no_grad():
             for i in range(0, len(faces), step):
                 batch = {"image": torch.from_numpy(np.ascontiguousarray(faces[i:i + step])).to(self.device)}
-                out.append(self.model(self.model.preprocess(batch)["image"]).float().cpu().numpy())
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
+                out.append(self.reduce(self.model(self.model.preprocess(batch)["image"])))
+        return np.concatenate(out) if out else np.zeros(0)
 
-    def value(self, logits: np.ndarray) -> np.ndarray:
-        column = logits[:, self.head]
+    def reduce(self, output) -> np.ndarray:
+        """One forward pass's output -> (n,) float64: the head's logit or probability, or the map's max or mean."""
+        if self.kind in MAP_OBJECTIVES:
+            flat = output.float().flatten(1)
+            return (flat.amax(dim=1) if self.kind == "map_max" else flat.mean(dim=1)).cpu().numpy().astype(np.float64)
+        column = output[:, self.head].float().cpu().numpy().astype(np.float64)
         return column if self.kind == "logit" else 1.0 / (1.0 + np.exp(-column))
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        faces = self.model_input(self.generator.render(z, batch_size=max(len(z), 1)))
-        values = self.value(self.logits(faces))
+        values = self.values(self.model_input(self.generator.render(z, batch_size=max(len(z), 1))))
         self.evaluations += len(z)
         self.seconds += time.perf_counter() - started
         return values
+
+
+def objective_label(kind: str, head_name: str | None = None) -> str:
+    """How captions, plots and the report name the objective: 'Male logit', 'P(Male)', 'map max', 'map mean'."""
+    if kind == "logit":
+        return f"{head_name} logit"
+    if kind == "probability":
+        return f"P({head_name})"
+    return "map max" if kind == "map_max" else "map mean"
+
+
+def check_objective_output(model, kind: str, input_size: int, heads: list[str] | None, head: int | None = None,
+                           owner: str = "the model", where: str = "counterfactual") -> tuple[int, ...]:
+    """The model's output on a probe batch of zeros (its input space, 2 x 3 x S x S) fits the objective ``kind``:
+    (batch, len(heads)) logits for a head objective (``heads``: the columns it is read as, None: unchecked), a
+    map (batch, H, W) or (batch, 1, H, W) for a map objective; else an error naming ``{where}.objective`` and the
+    shape found. Returns the shape."""
+    import torch
+
+    probe = torch.zeros(PROBE_BATCH, 3, int(input_size), int(input_size))
+    model = model.eval()
+    try:
+        with torch.no_grad():
+            output = model(probe)
+    except Exception as err:
+        raise ValueError(f"{owner}: its forward pass failed on a probe batch of shape {tuple(probe.shape)} (input "
+                         f"size {input_size} px): {type(err).__name__}: {err}") from err
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(f"{where}.objective={kind} needs a tensor output; {owner} returns a {type(output).__name__}")
+    shape = tuple(int(n) for n in output.shape)
+    found = f"{owner} returns shape {shape} for a probe batch of {PROBE_BATCH} at {input_size} px"
+    if kind in MAP_OBJECTIVES:
+        is_map = shape[:1] == (PROBE_BATCH,) and (len(shape) == 3 or (len(shape) == 4 and shape[1] == 1))
+        if not is_map or min(shape) < 1:
+            other = " (logits: use logit or probability of a head)" if len(shape) == 2 else ""
+            raise ValueError(f"{where}.objective={kind} reduces a map the model outputs, (batch, H, W) or (batch, 1, "
+                             f"H, W), to its spatial {'maximum' if kind == 'map_max' else 'mean'}; {found}{other}. "
+                             f"Set {where}.objective to one that fits the model's output")
+        return shape
+    columns = len(heads) if heads is not None else None
+    fits = len(shape) == 2 and shape[0] == PROBE_BATCH and (columns is None or shape[1] == columns)
+    if head is not None and fits:
+        fits = 0 <= head < shape[1]
+    if not fits:
+        expected = f"({PROBE_BATCH}, {columns}) = (batch, len(model.heads)) logits, heads {heads}" \
+            if columns is not None else "(batch, heads) logits"
+        hint = (f"; a model that outputs a map (e.g. a saliency map) needs {where}.objective=map_max or map_mean"
+                if len(shape) in (3, 4) else "")
+        raise ValueError(f"{where}.objective={kind} reads one head of {expected}; {found}{hint}")
+    return shape
 
 
 def minimum_budget(sigma: float, dim: int) -> float:

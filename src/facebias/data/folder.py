@@ -108,6 +108,23 @@ def read_folder(
     )
 
 
+def is_binary_label(value: str) -> bool:
+    """A CSV cell the reader takes as a binary label: 0/1, -1/+1 or true/false (any case, spaces stripped)."""
+    return value.strip().lower() in _TRUE | _FALSE
+
+
+def column_values(csv_path: str | Path, columns: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """The distinct values (as written, first seen first) of each named column the CSV has; absent columns are
+    left out. For checks that name every value of a column at once, before the table is read."""
+    header, rows, _ = _read_csv(Path(csv_path))
+    found: dict[str, list[str]] = {}
+    for name in columns:
+        if name in header and name not in found:
+            col = header.index(name)
+            found[name] = list(dict.fromkeys(row[col] for row in rows))
+    return found
+
+
 def _require_splits(
     csv_path: Path,
     split: np.ndarray,

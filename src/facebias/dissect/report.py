@@ -1,6 +1,7 @@
 """What a dissection writes: CSV tables, PNG figures and a self-contained HTML report.
 
-Tables (one CSV each): units (one row per unit: best concept, its region and IoU, detector flag, T_u),
+Tables (one CSV each): units (one row per unit: best concept, its region and IoU, detector flag, its level
+(concept or region, ``units.level_rule``) with the best other concept of the region and its IoU, T_u),
 detectors (long form: per layer, concept or region), detectors_by_region and detectors_by_concept (one
 row per layer), nonlocal_units (Cohen's d per unit and group) and biased_units (counts per layer and
 group), dictionary_quality (SynthFaces: ellipse vs exact mask IoU per concept).
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from facebias.faces.concepts import LOCAL_CONCEPT_REGION, REGIONS
+from facebias.faces.concepts import CONCEPT_REGION, REGIONS
 from facebias.reporting.files import write_csv
 from facebias.reporting.plots import FAMILY_COLOURS, pyplot, save_figure
 
@@ -25,11 +26,14 @@ REGION_COLOURS = dict(zip(REGIONS, ("tab:red", "tab:orange", "tab:pink", "tab:ol
 # ---------------------------------------------------------------------------------------------------- tables
 
 def region_rows(result) -> list[dict[str, Any]]:
-    """One row per layer: units, detectors and detectors per face region (every region, zeros included)."""
+    """One row per layer: units, detectors, concept- and region-level detectors and detectors per face region
+    (every region, zeros included)."""
     rows = []
     for name, layer in result.layers.items():
         per_region = layer.detectors_per_region()
+        levels = layer.detectors_per_level()
         rows.append({"layer": name, "units": layer.units, "detectors": int(layer.detector.sum()),
+                     "concept_level": levels["concept"], "region_level": levels["region"],
                      **{region: per_region.get(region, 0) for region in REGIONS}})
     return rows
 
@@ -43,7 +47,7 @@ def concept_rows(result) -> list[dict[str, Any]]:
 def quality_rows(quality: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     if not quality:
         return []
-    return [{"concept": concept, "region": LOCAL_CONCEPT_REGION.get(concept, ""), "mean_iou": value,
+    return [{"concept": concept, "region": CONCEPT_REGION.get(concept, ""), "mean_iou": value,
              "images": quality["images"]} for concept, value in quality["mean_iou"].items()]
 
 

@@ -27,6 +27,16 @@ class DictionaryFaces:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def subset(self, keep: np.ndarray) -> DictionaryFaces:
+        """These faces restricted to ``keep`` ((n,) bool): e.g. the Face Dictionary's ``kept``, where faces no
+        face could be placed on (and no five landmarks drawn from) were left out."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self),):
+            raise ValueError(f"keep has shape {keep.shape}; expected ({len(self)},), one flag per face")
+        index = torch.from_numpy(np.flatnonzero(keep))
+        return DictionaryFaces(split=self.split, rows=self.rows[keep], cells=self.cells[keep], gray=self.gray[keep],
+                               pixels=self.pixels[index], inputs=self.inputs[index])
+
 
 def balanced_subset(cells: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """At most ``limit`` indices (ascending), spread evenly over the distinct rows of ``cells``.
@@ -80,22 +90,35 @@ def load_faces(dataset, model: nn.Module, split: str, picked: np.ndarray, cells:
                            inputs=torch.cat(inputs))
 
 
-def available_concepts(table, requested: list[str] | None) -> tuple[str, ...]:
-    """The requested local concepts, or every one whose conditioning attribute the table has."""
-    from facebias.faces.concepts import ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
+def landmarks_option(cfg) -> int:
+    """``dictionary.landmarks`` of an analysis config: 68 (the default: exact on SynthFaces, dlib's elsewhere,
+    the five as the per-face fallback) or 5 (the five-point dictionary alone)."""
+    from facebias.faces.dictionary import landmark_set
 
+    section = cfg.get("dictionary") if hasattr(cfg, "get") else None
+    value = section.get("landmarks", 68) if section is not None else 68
+    return landmark_set(value)
+
+
+def available_concepts(table, requested: list[str] | None, landmarks: int = 5) -> tuple[str, ...]:
+    """The requested concepts, or every one whose conditioning attribute the table has: the local concepts
+    (five points), those and the 68-point ones (landmarks=68)."""
+    from facebias.faces.concepts import ALL_CONCEPTS, ATTRIBUTE_OF_CONCEPT, LOCAL_CONCEPTS
+
+    known = LOCAL_CONCEPTS if landmarks == 5 else ALL_CONCEPTS
     if requested is not None:
-        unknown = [c for c in requested if c not in LOCAL_CONCEPTS]
+        unknown = [c for c in requested if c not in ALL_CONCEPTS]
         if unknown:
             raise ValueError(f"concepts={requested}: unknown {unknown}; the Face Dictionary knows "
-                             f"{', '.join(LOCAL_CONCEPTS)}")
+                             f"{', '.join(ALL_CONCEPTS)}")
         return tuple(requested)
-    return tuple(c for c in LOCAL_CONCEPTS
+    return tuple(c for c in known
                  if c not in ATTRIBUTE_OF_CONCEPT or ATTRIBUTE_OF_CONCEPT[c][0] in table.attr_names)
 
 
 def dictionary_options(settings: dict[str, Any], mask_size: int, concepts: tuple[str, ...]) -> dict[str, Any]:
-    options: dict[str, Any] = {"mask_size": mask_size, "concepts": concepts}
+    options: dict[str, Any] = {"mask_size": mask_size, "concepts": concepts,
+                               "landmarks": settings.get("landmarks", 5)}
     if settings["confidence"] is not None:
         options["confidence"] = settings["confidence"]
     return options
@@ -103,26 +126,35 @@ def dictionary_options(settings: dict[str, Any], mask_size: int, concepts: tuple
 
 def build_dictionary(datamodule, faces: DictionaryFaces, options: dict[str, Any]):
     """The Face Dictionary of the faces; groups Male, Young, Pale_Skin (where the data has them) and grayscale
-    (where the run planted it: the per-image flags of the split)."""
+    (where the run planted it: the per-image flags of the split). With options' landmarks=68, dlib's points are
+    cached beside the image cache (``<data_dir>/cache``). The landmarks are taken in the run's crop (options'
+    ``crop`` where given): crop=none maps them into each image's centre square, the frame the model sees.
+    Faces left out of the dictionary (no 68 points, no five landmarks: its ``kept`` is False) are for the caller
+    to drop with ``faces.subset(dictionary.kept)``; more than half of them stops with TooManyFailuresError."""
     from facebias.data.bias import GRAYSCALE
     from facebias.faces.dictionary import dictionary_for_table
 
     grayscale = faces.gray.astype(np.int64) if datamodule.concept == GRAYSCALE else None
-    return dictionary_for_table(datamodule.table, faces.rows, grayscale=grayscale, **options)
+    options = {"crop": getattr(datamodule, "crop", "celeba"), **options}
+    return dictionary_for_table(datamodule.table, faces.rows, grayscale=grayscale,
+                                cache_dir=Path(datamodule.data_dir) / "cache", **options)
 
 
 def dictionary_quality(table, rows: np.ndarray, options: dict[str, Any], n_images: int) -> dict[str, Any] | None:
-    """SynthFaces only: mean per-image IoU of each ellipse concept against the exact masks (first n faces)."""
+    """SynthFaces only: mean per-image IoU of each ellipse concept against the exact masks (first n faces):
+    the renderer's masks and those cut out of them by the face geometry (left/right eye, upper/lower lip, the
+    mouth opening; ``synthfaces.DERIVED_CONCEPTS``)."""
     if table.source != "synthfaces" or n_images == 0:
         return None
-    from facebias.data.synthfaces import load_masks
+    from facebias.data.synthfaces import DERIVED_CONCEPTS, load_masks
+    from facebias.faces.concepts import LOCAL_CONCEPTS
     from facebias.faces.dictionary import dictionary_for_table, score_against_exact
 
     subset = rows[:n_images]
     faces = np.array([int(Path(table.filenames[r]).stem) - 1 for r in subset])  # 000001.jpg is face 0
-    exact = load_masks(table.image_dir.parent, faces)
-    scores = score_against_exact(dictionary_for_table(table, subset, **options), exact)
-    return {"images": len(subset), "mean_iou": scores,
+    exact = load_masks(table.image_dir.parent, faces, derived=True)
+    scores = score_against_exact(dictionary_for_table(table, subset, **options), exact,
+                                 (*LOCAL_CONCEPTS, *DERIVED_CONCEPTS))
+    return {"images": len(subset), "mean_iou": scores, "landmarks": options.get("landmarks", 5),
             "definition": "mean over faces of IoU(ellipse mask, exact mask) in the crop at mask_size; faces where "
                           "both are empty (absent attribute) are skipped"}
-

@@ -9,6 +9,10 @@ Definition (Bau et al., CVPR 2017, as NetDissect-Lite computes it):
 - IoU(u, c) = sum_x |M_u(x) & L_c(x)| / sum_x |M_u(x) | L_c(x)|, sums over all dictionary images
   (not a mean of per-image IoUs); an empty union gives 0.
 - A unit is a detector of its best concept when that IoU > ``iou_threshold`` (0.04).
+- Concept- vs region-level (HiND): a detector is **concept-level** when its IoU with its concept c
+  exceeds (1 + ``region_margin``) times its best IoU with the other concepts of c's face region
+  (default margin 0.5: half as much again as any sibling; no sibling: concept-level), else
+  **region-level**: it responds to the region about as much as to the concept (``level_rule``).
 
 Exact thresholds. With N images and an (h, w) map there are N*h*w values per unit; K =
 ceil(quantile * N*h*w) and T_u is the K-th largest value (sorted ascending and 0-based, index
@@ -58,10 +62,19 @@ from facebias.dissect.nonlocal_units import (
     biased_unit_counts,
     biased_units,
 )
-from facebias.faces.concepts import LOCAL_CONCEPT_REGION
+from facebias.faces.concepts import CONCEPT_REGION
 
 DEFAULT_QUANTILE = 0.005
 DEFAULT_IOU_THRESHOLD = 0.04
+DEFAULT_REGION_MARGIN = 0.5
+LEVELS = ("concept", "region")
+
+
+def level_rule(region_margin: float) -> str:
+    """The concept-/region-level rule in words (dissect.json, reports)."""
+    return (f"a detector of concept c is concept-level when IoU(u, c) > {1 + region_margin:g} x the largest IoU of "
+            f"u with another concept of c's face region (region_margin={region_margin:g}; a concept alone in its "
+            f"region: concept-level), otherwise region-level")
 _PAIR_CHUNK_ELEMENTS = 1 << 22  # upsampled values held at once in pass 2 (16 MB of float32)
 
 
@@ -78,6 +91,28 @@ class LayerDissection:
     concept_area: torch.Tensor  # (C,) sum |L_c|
     iou_threshold: float
     map_size: tuple[int, int]  # the layer's (h, w)
+    region_margin: float = DEFAULT_REGION_MARGIN
+
+    @property
+    def sibling(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per unit, the best IoU with the other concepts of its best concept's region (U,), and which
+        concept that is (U,) (-1 and IoU 0 where the region has no other concept)."""
+        same = torch.tensor([[a != b and ra == rb for b, rb in enumerate(self.regions)]
+                             for a, ra in enumerate(self.regions)], dtype=torch.bool).reshape(len(self.regions), -1)
+        mine = same[self.best_concept]  # (U, C)
+        masked = torch.where(mine, self.iou, torch.full_like(self.iou, -1.0))
+        value, index = masked.max(dim=1)
+        alone = ~mine.any(dim=1)
+        return torch.where(alone, torch.zeros_like(value), value), torch.where(alone, -1, index)
+
+    @property
+    def concept_level(self) -> torch.Tensor:
+        """(U,) detectors whose concept beats its region's other concepts by the margin (see level_rule)."""
+        return self.detector & (self.best_iou > (1.0 + self.region_margin) * self.sibling[0])
+
+    @property
+    def region_level(self) -> torch.Tensor:
+        return self.detector & ~self.concept_level
 
     @property
     def units(self) -> int:
@@ -105,6 +140,8 @@ class LayerDissection:
         """One row per unit: its best concept, that concept's region and IoU, detector flag, T_u."""
         best, best_iou, detector = self.best_concept.tolist(), self.best_iou.tolist(), self.detector.tolist()
         thresholds = self.thresholds.tolist()
+        sibling_iou, sibling = (t.tolist() for t in self.sibling)
+        concept_level = self.concept_level.tolist()
         return [
             {
                 "layer": self.layer,
@@ -113,10 +150,25 @@ class LayerDissection:
                 "region": self.regions[best[unit]],
                 "iou": best_iou[unit],
                 "detector": detector[unit],
+                "level": ("concept" if concept_level[unit] else "region") if detector[unit] else "",
+                "sibling": self.concepts[sibling[unit]] if sibling[unit] >= 0 else "",
+                "sibling_iou": sibling_iou[unit],
                 "threshold": thresholds[unit],
             }
             for unit in range(self.units)
         ]
+
+    def detectors_per_level(self) -> dict[str, int]:
+        """Detectors by level: {"concept": concept-level, "region": region-level}."""
+        return {"concept": int(self.concept_level.sum()), "region": int(self.region_level.sum())}
+
+    def region_level_per_region(self) -> dict[str, int]:
+        """Region-level detectors per face region (of their best concept)."""
+        counts: dict[str, int] = {}
+        for unit in torch.nonzero(self.region_level).flatten().tolist():
+            region = self.regions[int(self.best_concept[unit])]
+            counts[region] = counts.get(region, 0) + 1
+        return counts
 
     def detectors_per_concept(self) -> dict[str, int]:
         counts = torch.bincount(self.best_concept[self.detector], minlength=len(self.concepts)).tolist()
@@ -145,7 +197,8 @@ class DissectionResult:
         return [row for layer in self.layers.values() for row in layer.rows()]
 
     def count_rows(self) -> list[dict]:
-        """Detector counts per layer, by concept and by region (kind = 'concept' | 'region')."""
+        """Detector counts per layer, by concept, by region and by level (kind = 'concept' | 'region' | 'level';
+        level rows are named 'concept' (concept-level detectors) and 'region' (region-level))."""
         rows = []
         for name, layer in self.layers.items():
             for concept, count in layer.detectors_per_concept().items():
@@ -168,6 +221,8 @@ class DissectionResult:
                         "units": layer.units,
                     }
                 )
+            for level, count in layer.detectors_per_level().items():
+                rows.append({"layer": name, "kind": "level", "name": level, "detectors": count, "units": layer.units})
         return rows
 
     def biased_units(self, threshold: float = BIAS_THRESHOLD) -> list[dict]:
@@ -338,6 +393,7 @@ def dissect(
     concepts: Sequence[str] | None = None,
     quantile: float = DEFAULT_QUANTILE,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    region_margin: float = DEFAULT_REGION_MARGIN,
     device: str | torch.device = "cpu",
     n_images: int | None = None,
     group_names: Sequence[str] | None = None,
@@ -348,9 +404,13 @@ def dissect(
     batches: iterable of (images (B, 3, H, W) float, masks (B, C, S, S) bool) or, with non-local
     groups, (images, masks, groups (B, G) 0/1). concepts names the C mask channels (default:
     ``batches.concepts``); group_names the G group columns (default: ``batches.group_names``).
+    region_margin: how much a detector's concept must beat its region's other concepts to be concept-level
+    (``level_rule``).
     """
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"quantile must be in (0, 1) (the top fraction of activations), got {quantile}")
+    if not region_margin >= 0.0:
+        raise ValueError(f"region_margin must be >= 0 (0: any lead over the region's other concepts), got {region_margin}")
     concepts = tuple(concepts if concepts is not None else getattr(batches, "concepts", ()))
     if not concepts:
         raise ValueError("name the mask channels: pass concepts= (e.g. dictionary.concepts)")
@@ -431,7 +491,7 @@ def dissect(
     finally:
         model.train(was_training)
 
-    regions = tuple(LOCAL_CONCEPT_REGION.get(c, "other") for c in concepts)
+    regions = tuple(CONCEPT_REGION.get(c, "other") for c in concepts)
     layers = {
         name: LayerDissection(
             layer=name,
@@ -443,6 +503,7 @@ def dissect(
             concept_area=concept_area.cpu(),
             iou_threshold=iou_threshold,
             map_size=tally.map_size,
+            region_margin=region_margin,
         )
         for name, tally in tallies.items()
     }

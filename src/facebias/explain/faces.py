@@ -10,11 +10,15 @@ the model's pixels are. The dictionary is built from affine combinations of the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from facebias.dissect.selection import DictionaryFaces
 from facebias.dissect.selection import load_faces as load_split_faces
+from facebias.faces.geometry import crop_frame_landmarks
+
+__all__ = ["crop_frame_landmarks", "load_faces", "region_dictionary"]
 
 
 def load_faces(datamodule, model, split: str, picked: np.ndarray, batch_size: int) -> DictionaryFaces:
@@ -24,43 +28,25 @@ def load_faces(datamodule, model, split: str, picked: np.ndarray, batch_size: in
     return load_split_faces(dataset, model, split, picked, cells, batch_size)
 
 
-def crop_frame_landmarks(landmarks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Landmarks of crop=none images (pixels of each source image, sizes (n, 2) as width, height) in the
-    aligned frame whose reference crop is the image's centre square: x' = 24.5 + (x + 0.5 - left) * 128 / side."""
-    from facebias.faces.geometry import CROP_LEFT, CROP_SIZE, CROP_TOP
-
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    sizes = np.asarray(sizes, dtype=np.float64)
-    side = sizes.min(axis=1)
-    corner = np.floor((sizes - side[:, None]) / 2)  # (left, top) as the cache's centre crop computes them
-    origin = np.array([CROP_LEFT - 0.5, CROP_TOP - 0.5])
-    scale = (CROP_SIZE / side)[:, None, None]
-    return (origin + (landmarks + 0.5 - corner[:, None, :]) * scale).astype(np.float32)
-
-
 def region_dictionary(datamodule, rows: np.ndarray, mask_size: int, concepts: Sequence[str],
-                      confidence: float | None):
-    """The Face Dictionary of the table rows at mask_size in the run's input frame (crop=celeba or none)."""
-    from facebias.faces.dictionary import dictionary_for_table, face_dictionary
+                      confidence: float | None, landmarks: int = 5):
+    """The Face Dictionary of the table rows at mask_size in the run's input frame (crop=celeba or none), from
+    the five landmarks or 68 points (``dictionary.landmarks``; 68: exact on SynthFaces, dlib's elsewhere,
+    cached beside the image cache, the five as the fallback per face). On a folder without landmark columns the
+    faces dlib cannot place are left out (the dictionary's ``kept`` and ``left_out``: the caller drops them from
+    its faces); more than half of them stops with TooManyFailuresError."""
+    from facebias.faces.dictionary import dictionary_for_table
 
-    table = datamodule.table
     options = {"mask_size": mask_size, "concepts": tuple(concepts)}
     if confidence is not None:
         options["confidence"] = confidence
     crop = getattr(datamodule, "crop", "celeba")
-    if crop == "celeba":
-        return dictionary_for_table(table, rows, **options)
-    if crop != "none":
+    if crop not in ("celeba", "none"):
         raise ValueError(f"data.crop={crop!r}: region masks are drawn for crop=celeba or crop=none")
-    if table.landmarks is None:
+    table = datamodule.table
+    if table.landmarks is None and landmarks == 5:
         raise ValueError(f"{table.source} data at {table.image_dir} has no landmarks; the region masks need the "
-                         "five landmarks per face (lefteye_x, lefteye_y, ... columns of the folder CSV)")
-    from PIL import Image
-
-    sizes = []
-    for row in rows:
-        with Image.open(table.image_dir / table.filenames[row]) as image:  # reads the header only
-            sizes.append(image.size)
-    landmarks = crop_frame_landmarks(table.landmarks[rows], np.asarray(sizes))
-    attrs = {name: table.attrs[rows, i] for i, name in enumerate(table.attr_names)}
-    return face_dictionary(landmarks, attrs, **options)
+                         "five landmarks per face (lefteye_x, lefteye_y, ... columns of the folder CSV), or "
+                         "dictionary.landmarks=68 (dlib finds 68 points)")
+    return dictionary_for_table(table, rows, landmarks=landmarks, cache_dir=Path(datamodule.data_dir) / "cache",
+                                crop=crop, progress=False, **options)

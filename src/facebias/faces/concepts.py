@@ -28,6 +28,44 @@ LOCAL_CONCEPT_REGION = {
 LOCAL_CONCEPTS = tuple(LOCAL_CONCEPT_REGION)
 FACE_PARTS = ("eyes", "brows", "nose", "mouth", "cheeks", "chin", "forehead", "hair")
 
+# The 68-point Face Dictionary's further concepts (docs/design.md §7.2): finer parts that 68 points
+# outline, and masks for more CelebA attributes. Every one belongs to one of REGIONS; the jaw line and the
+# area under the chin count to the chin region (the lower face), sideburns to the hair. The five-point
+# dictionary draws them too (from a mean 68-point shape), so a face dlib cannot place still gets every
+# mask. The exact SynthFaces masks remain LOCAL_CONCEPTS (plus render.DERIVED_CONCEPTS).
+LANDMARK68_CONCEPT_REGION = {
+    "left_eye": "eye",  # the image-left eye (CelebA's "lefteye", iBUG 36-41)
+    "right_eye": "eye",
+    "eye_bags": "eye",
+    "nose_bridge": "nose",
+    "nostrils": "nose",
+    "upper_lip": "mouth",
+    "lower_lip": "mouth",
+    "mouth_corners": "mouth",
+    "jaw": "chin",
+    "Bags_Under_Eyes": "eye",
+    "Narrow_Eyes": "eye",
+    "Arched_Eyebrows": "eye",
+    "Bushy_Eyebrows": "eye",
+    "Big_Nose": "nose",
+    "Pointy_Nose": "nose",
+    "Big_Lips": "mouth",
+    "Mouth_Slightly_Open": "mouth",
+    "Goatee": "chin",
+    "5_o_Clock_Shadow": "chin",
+    "Double_Chin": "chin",
+    "High_Cheekbones": "cheek",
+    "Rosy_Cheeks": "cheek",
+    "Receding_Hairline": "forehead",
+    "Sideburns": "hair",
+}
+LANDMARK68_CONCEPTS = tuple(LANDMARK68_CONCEPT_REGION)
+LANDMARK68_PARTS = ("left_eye", "right_eye", "eye_bags", "nose_bridge", "nostrils", "upper_lip", "lower_lip",
+                    "mouth_corners", "jaw")  # fmt: skip
+# Every concept of either dictionary and its region: the one lookup for a concept's region.
+CONCEPT_REGION = {**LOCAL_CONCEPT_REGION, **LANDMARK68_CONCEPT_REGION}
+ALL_CONCEPTS = tuple(CONCEPT_REGION)
+
 # concept -> (CelebA attribute, value that makes the concept present). Beard is CelebA's No_Beard == 0.
 ATTRIBUTE_OF_CONCEPT = {
     "Eyeglasses": ("Eyeglasses", 1),
@@ -37,6 +75,7 @@ ATTRIBUTE_OF_CONCEPT = {
     "Wearing_Hat": ("Wearing_Hat", 1),
     "Bangs": ("Bangs", 1),
     "Wearing_Earrings": ("Wearing_Earrings", 1),
+    **{c: (c, 1) for c in LANDMARK68_CONCEPTS if c not in LANDMARK68_PARTS},
 }
 
 # Non-local concepts: image groups rather than masks. `grayscale` is applied as a transform.

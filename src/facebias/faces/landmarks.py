@@ -26,8 +26,10 @@ landmarks, the five points taken from the 68 (eye centres = means of 36-41 and 4
 mouth corners 48 and 54) are within MAX_NME = 0.35 inter-ocular distances of them on average.
 Otherwise, or when the image cannot be read or dlib raises, the image is a "fallback": its points
 are NaN, its reason is kept, it is counted and listed by name (a LandmarkFallbackWarning on every
-call, ``Landmarks68.failed``), and the five-point Face Dictionary is what it gets. When more than
-half of a source's images fail, ``landmarks_68`` raises TooManyFailuresError instead.
+call, ``Landmarks68.failed``). The Face Dictionary draws such a face from its five landmarks where
+the table has them, and leaves it out (of the dictionary and of the analysis) where it has none.
+When more than half of a source's images fail, ``landmarks_68`` raises TooManyFailuresError instead
+(naming the source, the count, the first files with their reasons and what to check).
 
 Coordinates. Points are returned in the pixels of CelebA's 178x218 aligned frame (integer pixel
 indices, as CelebA's landmark file and the Face Dictionary use). With crop="celeba" (the image
@@ -51,6 +53,7 @@ once. ``workers <= 1`` runs in this process.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -106,11 +109,12 @@ class LandmarkerMissingError(ImportError):
 
 
 class TooManyFailuresError(RuntimeError):
-    """More than the allowed fraction of a source's images got no 68-point landmarks."""
+    """More than the allowed fraction (half, by default) of a source's images got no 68-point landmarks."""
 
 
 class LandmarkFallbackWarning(UserWarning):
-    """Some images got no 68-point landmarks; they are listed by name and fall back to five points."""
+    """Some images got no 68-point landmarks; they are listed by name with the reason, and fall back to their
+    five landmarks (or, where the table has none, are left out of the Face Dictionary)."""
 
 
 @dataclass(frozen=True)
@@ -144,17 +148,17 @@ class Landmarks68:
         """File names of the fallback images, in table order."""
         return tuple(name for name, s in zip(self.filenames, self.status, strict=True) if s != "ok")
 
-    def summary(self, limit: int = 20) -> str:
-        """One line: how many failed, and the first ``limit`` of them by name with their reasons."""
+    def listing(self, limit: int = 20) -> str:
+        """The first ``limit`` failed images by name with their reasons ("name: why; ..."), and how many more."""
         failed = self.failed
-        if not failed:
-            return f"68-point landmarks: all {len(self)} {self.source} images ok"
         listed = "; ".join(f"{name}: {self.reasons[name]}" for name in failed[:limit])
-        more = f"; and {len(failed) - limit} more (see Landmarks68.failed)" if len(failed) > limit else ""
-        return (
-            f"68-point landmarks: {len(failed)} of {len(self)} {self.source} images fall back to the five-point "
-            f"dictionary: {listed}{more}"
-        )
+        return listed + (f"; and {len(failed) - limit} more (see Landmarks68.failed)" if len(failed) > limit else "")
+
+    def summary(self, limit: int = 20, outcome: str = "fall back to the five-point dictionary") -> str:
+        """One line: how many failed, what becomes of them, and the first ``limit`` by name with their reasons."""
+        if not self.failed:
+            return f"68-point landmarks: all {len(self)} {self.source} images ok"
+        return f"68-point landmarks: {len(self.failed)} of {len(self)} {self.source} images {outcome}: {self.listing(limit)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +378,7 @@ def landmarks_68(
     ``cache_dir`` is the image cache's directory (``<data_dir>/cache``); ``crop`` as the image
     cache's. Images dlib cannot place a face in are kept, with NaN points, status "fallback" and a
     reason, and reported in a LandmarkFallbackWarning; more than ``max_failed_fraction`` of them
-    raises TooManyFailuresError (listing them).
+    raises TooManyFailuresError (listing them, and what to check).
     """
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}; use one of {CROPS}")
@@ -400,19 +404,30 @@ def landmarks_68(
                 raise RuntimeError(
                     f"the landmark cache {path} just written does not read back; check the disk"
                 )
-    return _report(result, max_failed_fraction)
+    return _report(result, max_failed_fraction, table, crop)
 
 
-def _report(result: Landmarks68, max_failed_fraction: float) -> Landmarks68:
+def _report(result: Landmarks68, max_failed_fraction: float, table: FaceTable, crop: str) -> Landmarks68:
+    """Stop when too many images failed (TooManyFailuresError); otherwise warn with the failures by name."""
     failed = result.failed
+    five = table.landmarks is not None
     if len(failed) > max_failed_fraction * len(result):
         raise TooManyFailuresError(
-            f"dlib placed no usable 68-point face in {len(failed)} of {len(result)} {result.source} images "
-            f"(more than {max_failed_fraction:.0%}); are these aligned face images, and is the crop right? "
-            f"{result.summary(limit=10)}"
+            f"dlib placed no usable 68-point face in {len(failed)} of {len(result)} {result.source} images in "
+            f"{table.image_dir} (more than {max_failed_fraction:.0%} of those analysed), so the 68-point Face "
+            f"Dictionary stops: {result.listing(limit=10)}. Check that these are aligned face images (one upright "
+            f"face each, centred as in CelebA's aligned crops) and that data.crop is right for them (it is "
+            f"{crop!r}; celeba: CelebA's aligned 178x218 images; none: images of any size, the face filling the "
+            f"centre square)"
+            + ("; or use dictionary.landmarks=5 (the table's five landmarks, no dlib)" if five else
+               "; or give the five landmarks per face (a folder CSV's lefteye_x, lefteye_y, ... columns) and use "
+               "dictionary.landmarks=5")
         )
     if failed:
-        warnings.warn(result.summary(), LandmarkFallbackWarning, stacklevel=3)
+        outcome = ("fall back to the five-point dictionary (drawn from their five landmarks)" if five else
+                   "are left out of the Face Dictionary and of the analysis (no 68 points, and the table has no "
+                   "five landmarks to draw them from)")
+        warnings.warn(result.summary(outcome=outcome), LandmarkFallbackWarning, stacklevel=3)
     return result
 
 
@@ -546,3 +561,79 @@ def _landmark_in_pool(paths, fives, crop, workers, store, bar) -> None:
             for future in futures:
                 future.cancel()
             raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Some rows of a table, from the best source there is (what the 68-point Face Dictionary asks for).
+
+SYNTHFACES_EXACT = "SynthFaces exact 68 points (render.landmarks68_from_parameters, from latents.npy)"
+
+
+def subset_table(table: FaceTable, rows: np.ndarray) -> FaceTable:
+    """The table restricted to ``rows`` (in that order): every per-row array follows."""
+    rows = np.asarray(rows, dtype=np.int64)
+
+    def pick(values):
+        return None if values is None else np.asarray(values)[rows]
+
+    return dataclasses.replace(
+        table, filenames=tuple(table.filenames[r] for r in rows), attrs=table.attrs[rows], split=table.split[rows],
+        landmarks=pick(table.landmarks), identity=pick(table.identity), bbox=pick(table.bbox), lines=pick(table.lines),
+    )  # fmt: skip
+
+
+def landmarks_68_for(
+    table: FaceTable,
+    rows: np.ndarray,
+    cache_dir: str | Path | None,
+    crop: str = "celeba",
+    workers: int = 2,
+    progress: bool = False,
+    max_failed_fraction: float = 0.5,
+) -> Landmarks68:
+    """68 points of the table's ``rows`` (in that order), in the aligned frame of ``crop``.
+
+    SynthFaces: exact, computed from the set's latents (``synthfaces.load_landmarks68``; nothing cached,
+    nothing fails). Any other source: dlib via ``landmarks_68`` on just these rows (cached under
+    ``cache_dir``, keyed by their files), so a dissection of 2,000 faces landmarks 2,000 images, not the
+    whole source. Images dlib cannot place a face in are fallbacks (listed by name with the reason in a
+    LandmarkFallbackWarning); when more than ``max_failed_fraction`` (half) of the rows are, it raises
+    TooManyFailuresError: the images, or the crop, are not what the landmarker needs. Without dlib
+    (LandmarkerMissingError) every row is a fallback, with a LandmarkFallbackWarning naming the package to
+    install, where the table has five landmarks to draw the faces from; a table without them raises
+    LandmarkerMissingError (naming the package) instead.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    sub = subset_table(table, rows)
+    if table.source == "synthfaces":
+        from facebias.data.synthfaces import load_landmarks68
+
+        faces = np.array([int(Path(name).stem) - 1 for name in sub.filenames], dtype=np.int64)  # 000001.jpg: 0
+        points = load_landmarks68(Path(table.image_dir).parent, faces)
+        if crop == "none":
+            from facebias.faces.geometry import crop_frame_landmarks
+
+            sizes = np.tile([ALIGNED_WIDTH, ALIGNED_HEIGHT], (len(rows), 1))
+            points = crop_frame_landmarks(points, sizes)
+        return Landmarks68(source=table.source, filenames=sub.filenames, points=points.astype(np.float32),
+                           status=("ok",) * len(rows), reasons={}, scores=np.full(len(rows), np.nan, np.float32),
+                           landmarker=SYNTHFACES_EXACT)  # fmt: skip
+    if cache_dir is None:
+        raise ValueError("68-point landmarks from dlib are cached: pass cache_dir (the image cache's directory)")
+    try:
+        return landmarks_68(sub, cache_dir, crop=crop, workers=workers, progress=progress,
+                            max_failed_fraction=max_failed_fraction)
+    except LandmarkerMissingError as err:
+        if table.landmarks is None:
+            raise LandmarkerMissingError(
+                f"the {table.source} table at {table.image_dir} has no five landmarks to fall back on, so its Face "
+                f"Dictionary needs dlib's 68 points: {err}. Or give the five landmarks per face (a folder CSV's "
+                f"lefteye_x, lefteye_y, ... columns) and use dictionary.landmarks=5"
+            ) from None
+        reason = f"no 68-point landmarker: {err}"
+        warnings.warn(f"68-point landmarks unavailable, all {len(rows)} {table.source} faces fall back to the "
+                      f"five-point dictionary: {err}", LandmarkFallbackWarning, stacklevel=2)  # fmt: skip
+        return Landmarks68(source=table.source, filenames=sub.filenames,
+                           points=np.full((len(rows), N_POINTS, 2), np.nan, np.float32),
+                           status=("fallback",) * len(rows), reasons=dict.fromkeys(sub.filenames, reason),
+                           scores=np.full(len(rows), np.nan, np.float32), landmarker="none (dlib not installed)")

@@ -1,9 +1,10 @@
 """A generator the user brings: a Python file, a class name and a state_dict.
 
-SECURITY: this is the only place facebias executes code from outside its own package. The file is
-imported with importlib exactly as given (its top-level code runs), so pass only files you trust. The
-weights themselves are read with ``torch.load(..., weights_only=True)``, which unpickles tensors and
-plain containers only, never code.
+SECURITY: importing the user's file is the only outside code facebias executes (here, and for a model the
+user brings to dissect.py: both go through the one loader, ``facebias.usercode``). The file is imported with
+importlib exactly as given (its top-level code runs), so pass only files you trust. The weights themselves
+are read with ``torch.load(..., weights_only=True)``, which unpickles tensors and plain containers only,
+never code.
 
 Convention the class must follow: an ``nn.Module`` whose forward maps latents (n, latent_dim) float32
 to images (n, 3, H, W) in [-1, 1] (values outside are clipped). Latents are sampled from N(0, I).
@@ -14,80 +15,22 @@ CelebA's aligned 178x218 frame (W x H) gets the data's crop as well.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import inspect
 import logging
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from facebias.faces.geometry import ALIGNED_HEIGHT, ALIGNED_WIDTH
+from facebias.usercode import UserCodeError, build_module, import_user_class, load_weights, read_state_dict
 
 from .base import Generator, check_image_options, crop_and_resize, normal_latents
 
 log = logging.getLogger(__name__)
 
 
-class GeneratorLoadError(ValueError):
+class GeneratorLoadError(UserCodeError):
     """The user's generator file, class, weights or output convention is unusable; the message says why."""
-
-
-def import_user_class(file: str | Path, class_name: str) -> type:
-    """Import `file` as a fresh module and return its attribute `class_name` (must be a class)."""
-    path = Path(file).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"generator file {path} not found (give the path of a .py file defining {class_name})")
-    module_name = f"facebias_user_generator_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise GeneratorLoadError(f"cannot import {path} as a Python module (is it a .py file?)")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up here while it runs
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as err:
-        sys.modules.pop(module_name, None)
-        raise GeneratorLoadError(f"generator file {path} has a syntax error at line {err.lineno}: {err.msg}") from None
-    except Exception as err:
-        sys.modules.pop(module_name, None)
-        raise GeneratorLoadError(f"importing generator file {path} failed: {type(err).__name__}: {err}") from err
-    cls = getattr(module, class_name, None)
-    if not inspect.isclass(cls):
-        defined = sorted(name for name, obj in vars(module).items()
-                         if inspect.isclass(obj) and obj.__module__ == module_name)
-        raise GeneratorLoadError(
-            f"generator file {path} defines no class {class_name!r}; classes it defines: {defined or 'none'}"
-        )
-    return cls
-
-
-def load_state_dict(state_dict) -> Mapping:
-    """A mapping of tensors: given as one, or read from a file with weights_only=True.
-
-    A checkpoint whose top level holds a "state_dict" mapping (as Lightning writes) yields that mapping.
-    """
-    if isinstance(state_dict, Mapping):
-        return state_dict
-    import torch
-
-    path = Path(state_dict).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"generator state_dict file {path} not found")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise GeneratorLoadError(
-            f"cannot read {path} with torch.load(weights_only=True): {err}; save the weights with "
-            "torch.save(model.state_dict(), path) (tensors only, no pickled objects)"
-        ) from None
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping):
-        raise GeneratorLoadError(f"{path} holds a {type(loaded).__name__}, not a state_dict (a mapping of tensors)")
-    return loaded
 
 
 class UserGenerator(Generator):
@@ -108,35 +51,17 @@ class UserGenerator(Generator):
             raise ValueError(f"latent_dim={latent_dim!r} must be a positive int")
         self.latent_dim, self.image_size, self.crop = latent_dim, image_size, crop
         self.file, self.class_name, self.device = Path(file), class_name, torch.device(device)
-        cls = import_user_class(file, class_name)
-        try:
-            module = cls(**dict(init_kwargs or {}))
-        except Exception as err:
-            raise GeneratorLoadError(
-                f"{class_name}(**{dict(init_kwargs or {})}) from {file} failed: {type(err).__name__}: {err}; "
-                "pass the constructor's arguments as init_kwargs"
-            ) from err
-        if not isinstance(module, torch.nn.Module):
-            raise GeneratorLoadError(f"{class_name} from {file} is a {type(module).__name__}, not a torch.nn.Module")
-        self._load_weights(module, load_state_dict(state_dict))
+        cls = import_user_class(file, class_name, label=f"generator file {Path(file).expanduser()}",
+                                error=GeneratorLoadError)
+        module = build_module(cls, init_kwargs, class_name=class_name, file=file, kwargs_option="init_kwargs",
+                              error=GeneratorLoadError)
+        weights = read_state_dict(state_dict, error=GeneratorLoadError, label=None if isinstance(state_dict, Mapping)
+                                  else f"generator state_dict file {Path(state_dict).expanduser()}")
+        load_weights(module, weights, label="state_dict", owner=f"{class_name} from {file}", error=GeneratorLoadError)
         self.module = module.to(self.device).eval()
         self._resize_logged = False
         probe = self._forward(self.sample(2, seed=0))
         self.output_hw = tuple(probe.shape[1:3])
-
-    def _load_weights(self, module, weights: Mapping) -> None:
-        expected = set(module.state_dict())
-        given = set(weights)
-        missing, unexpected = sorted(expected - given), sorted(given - expected)
-        if missing or unexpected:
-            raise GeneratorLoadError(
-                f"state_dict does not fit {self.class_name} from {self.file}: "
-                f"missing keys {missing or 'none'}; unexpected keys {unexpected or 'none'}"
-            )
-        try:
-            module.load_state_dict(weights, strict=True)
-        except RuntimeError as err:  # shapes that do not match
-            raise GeneratorLoadError(f"state_dict does not fit {self.class_name} from {self.file}: {err}") from None
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """z ~ N(0, I), the prior the convention assumes."""

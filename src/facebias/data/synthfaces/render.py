@@ -230,6 +230,150 @@ def landmarks_from_parameters(p: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([x, y], dim=2).to(torch.float32)
 
 
+# iBUG 300-W / dlib 68-point layout, image-left first (the subject's right): jaw 0-16 (0 at the image-left
+# ear, 8 the chin), brows 17-21 and 22-26 (each from image-left to image-right), nose bridge 27-30 (top to
+# tip), nostrils 31-35, eyes 36-41 and 42-47 (each clockwise from its image-left corner: 36 and 42),
+# outer lips 48-59 (clockwise from the image-left corner 48; 51 the top, 54 the right corner, 57 the
+# bottom), inner lips 60-67 (60 and 64 the inner corners, 61-63 upper, 65-67 lower).
+LANDMARKS_68 = 68
+_EYE_HALF_WIDTH = 7.6  # the drawn eye white's half-axes are (7.6, eye_open)
+_BROW_HALF_LENGTH = 10.5  # the drawn brow's half-length
+_LID_X = 0.5  # lid points at half the eye's half-width from its centre
+_BROW_X = (-0.7, -0.35, 0.0, 0.35, 0.7)  # brow points, in brow half-lengths from the brow's centre
+_OUTER_LIP = 0.9  # outer-lip points at 0.9 of the lips' half-height: on the drawn lip, just inside its edge
+_INNER_CORNER = 0.78  # the mouth opening's half-width, in mouth half-widths (as drawn)
+
+
+def _jaw_outline(p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, v) of jaw points 0-8 (image-left side to the chin), each (B, 9), on the drawn face outline.
+
+    The outline (``_face_distance``) is centred at v = face_cy: above it an ellipse (face_w, face_top), below
+    it the shape rho = 1 of ``shapes.rounded`` (face_w, face_low, squareness jaw), whose boundary in the
+    direction t of the unit-square frame lies at radius 1 / (1 + jaw ((cos^4 t + sin^4 t)^(1/4) - 1)).
+    Point 0 is where the outline crosses the eye line (v = 0), point 8 the chin (t = pi/2), and the points
+    between are spaced evenly in t.
+    """
+    t0 = -torch.asin(p["face_cy"] / p["face_top"])  # v = 0 on the upper ellipse
+    steps = torch.arange(9, dtype=torch.float64)[None, :] / 8.0
+    t = t0[:, None] + steps * (math.pi / 2 - t0[:, None])
+    cos, sin = torch.cos(t), torch.sin(t)
+    squircle = torch.sqrt(torch.sqrt(cos**4 + sin**4))
+    radius = torch.where(t < 0, torch.ones_like(t), 1.0 / (1.0 + p["jaw"][:, None] * (squircle - 1.0)))
+    half_height = torch.where(t < 0, p["face_top"][:, None], p["face_low"][:, None])
+    u = -p["face_w"][:, None] * radius * cos
+    v = p["face_cy"][:, None] + half_height * radius * sin
+    return u, v
+
+
+def face_points_68(p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, v) face-frame coordinates (B, 68) of the 68 points; ``landmarks68_from_parameters`` places them."""
+    es, eo, mw = p["eye_sep"], p["eye_open"], p["mouth_w"]
+    nl, nw = p["nose_len"], p["nose_w"]
+    B = es.shape[0]
+    u = torch.zeros(B, LANDMARKS_68, dtype=torch.float64)
+    v = torch.zeros(B, LANDMARKS_68, dtype=torch.float64)
+    # jaw: 0-8 on the image-left side down to the chin, 16-8 their mirror images
+    jaw_u, jaw_v = _jaw_outline(p)
+    u[:, 0:9], v[:, 0:9] = jaw_u, jaw_v
+    u[:, 9:17], v[:, 9:17] = -jaw_u[:, 0:8].flip(1), jaw_v[:, 0:8].flip(1)
+    # brows: on the drawn brow's arched mid-line
+    for first, side in ((17, -1.0), (22, 1.0)):
+        centre = side * (es + 0.5)
+        for k, x in enumerate(_BROW_X):
+            du = x * _BROW_HALF_LENGTH
+            u[:, first + k] = centre + du
+            v[:, first + k] = p["brow_y"] + p["brow_arch"] * (du * du)
+    # nose: bridge from the eye line (27) to the tip (30); nostrils 31-35 along the base of the nose
+    for k in range(4):
+        v[:, 27 + k] = nl * (k / 3.0)
+    for index, x, dv in ((31, -0.85, 0.0), (32, -0.45, 1.8), (33, 0.0, 2.2), (34, 0.45, 1.8), (35, 0.85, 0.0)):
+        u[:, index] = x * nw
+        v[:, index] = nl + dv
+    # eyes: corners at the white's ends, lids at half its half-width on its outline
+    lid = eo * math.sqrt(1.0 - _LID_X * _LID_X)
+    for first, side in ((36, -1.0), (42, 1.0)):
+        cx = side * es
+        for k, (du, dv) in enumerate(((-1.0, 0.0), (-_LID_X, -1.0), (_LID_X, -1.0), (1.0, 0.0),
+                                      (_LID_X, 1.0), (-_LID_X, 1.0))):  # fmt: skip
+            u[:, first + k] = cx + du * _EYE_HALF_WIDTH
+            v[:, first + k] = dv * lid if dv else torch.zeros_like(es)
+    # mouth: the lips are an ellipse (mouth_w, lip_h + open / 2) about the bent mid-line
+    # v = centre - smile_k u^2; the corners are the five-point ones (48, 54)
+    opening = p["mouth_open"]
+    centre = p["mouth_y"] + opening * 0.25
+    half_height = p["lip_h"] + opening * 0.5
+    corner_v = p["mouth_y"] - p["smile_k"] * mw * mw
+    u[:, 48], v[:, 48], u[:, 54], v[:, 54] = -mw, corner_v, mw, corner_v
+
+    def on_lips(index: int, x: float, sign: float, a: torch.Tensor, b: torch.Tensor, scale: float) -> None:
+        du = x * a
+        u[:, index] = du
+        v[:, index] = centre - p["smile_k"] * (du * du) + sign * scale * b * math.sqrt(1.0 - x * x)
+
+    thirds = (-2.0 / 3.0, -1.0 / 3.0, 0.0, 1.0 / 3.0, 2.0 / 3.0)
+    for k, x in enumerate(thirds):
+        on_lips(49 + k, x, -1.0, mw, half_height, _OUTER_LIP)  # 49-53, upper outer, left to right
+        on_lips(59 - k, x, 1.0, mw, half_height, _OUTER_LIP)  # 55-59, lower outer, right to left
+    # inner lips: the opening's outline (half-height open / 2; on the mid-line when the mouth is shut)
+    inner_a, inner_b = _INNER_CORNER * mw, opening * 0.5
+    on_lips(60, -1.0, 0.0, inner_a, inner_b, 1.0)
+    on_lips(64, 1.0, 0.0, inner_a, inner_b, 1.0)
+    for k, x in enumerate((-0.5, 0.0, 0.5)):
+        on_lips(61 + k, x, -1.0, inner_a, inner_b, 1.0)  # 61-63, upper inner, left to right
+        on_lips(67 - k, x, 1.0, inner_a, inner_b, 1.0)  # 65-67, lower inner, right to left
+    return u, v
+
+
+def landmarks68_from_parameters(p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 68, 2) float32 pixels of the iBUG/dlib 68 points, exact from the face parameters.
+
+    Same frame and conventions as ``landmarks_from_parameters`` (CelebA's aligned 178x218 frame, a pixel
+    index is the pixel's centre). The five points follow from them as dlib's do (``five_from_68``): the
+    means of 36-41 and 42-47 are the eye centres, 30 the nose tip, 48 and 54 the mouth corners.
+    """
+    us, vs = face_points_68(p)
+    c, sn, sc = p["cos"][:, None], p["sin"][:, None], p["scale"][:, None]
+    x = p["ox"][:, None] + sc * (c * us - sn * vs)
+    y = p["oy"][:, None] + sc * (sn * us + c * vs)
+    return torch.stack([x, y], dim=2).to(torch.float32)
+
+
+# Concepts the renderer knows exactly but draws no mask channel for: split or cut out of the exact masks by
+# the face geometry (``derived_masks``). Not part of LOCAL_CONCEPTS, so the mask channels stay as they are.
+DERIVED_CONCEPTS = ("left_eye", "right_eye", "upper_lip", "lower_lip", "Mouth_Slightly_Open")
+
+
+def derived_masks(p: dict[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    """(B, len(DERIVED_CONCEPTS), H, W) bool, from the exact masks (B, len(LOCAL_CONCEPTS), H, W).
+
+    left_eye / right_eye: the eyes mask on the image-left (u < 0) / image-right side of the face's
+    mid-line; the mouth opening: the drawn cavity ellipse (0.78 mouth_w, open / 2 about the lips' bent
+    mid-line), within the mouth mask, on faces with Mouth_Slightly_Open; upper_lip / lower_lip: the mouth
+    mask above / below that mid-line, less the opening. Evaluated per output pixel in the face frame (the
+    exact masks are drawn at half resolution and upsampled, so the cuts are exact, the outer edges as drawn).
+    """
+    B = masks.shape[0]
+    x = torch.arange(W, dtype=torch.float64)[None, None, :] - p["ox"][:, None, None]
+    y = torch.arange(H, dtype=torch.float64)[None, :, None] - p["oy"][:, None, None]
+    c, s, scale = (p[k][:, None, None] for k in ("cos", "sin", "scale"))
+    u = (c * x + s * y) / scale
+    v = (c * y - s * x) / scale
+    eyes = masks[:, LOCAL_CONCEPTS.index("eyes")]
+    mouth = masks[:, LOCAL_CONCEPTS.index("mouth")]
+    f = {k: p[k][:, None, None] for k in ("mouth_y", "mouth_open", "smile_k", "mouth_w")}
+    mid = f["mouth_y"] + f["mouth_open"] * 0.25 - f["smile_k"] * u * u
+    inner_b = torch.clamp(f["mouth_open"] * 0.5, min=0.5)
+    opening = ((u / (_INNER_CORNER * f["mouth_w"])) ** 2 + ((v - mid) / inner_b) ** 2 < 1.0) & (f["mouth_open"] > 0)
+    opening = opening & mouth
+    out = torch.zeros(B, len(DERIVED_CONCEPTS), H, W, dtype=torch.bool)
+    out[:, 0] = eyes & (u < 0)
+    out[:, 1] = eyes & (u >= 0)
+    out[:, 2] = mouth & (v < mid) & ~opening
+    out[:, 3] = mouth & (v >= mid) & ~opening
+    out[:, 4] = opening
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Drawing.
 
