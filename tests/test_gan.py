@@ -412,5 +412,26 @@ def test_gan_experiments_compose(name):
     assert cfg.callbacks.model_checkpoint.monitor == "val/quality" and cfg.callbacks.model_checkpoint.mode == "min"
     assert cfg.data.concept == {"gan": None, "gan_p80": "Eyeglasses", "gan_gray_p80": "grayscale"}[name]
     assert cfg.model.image_size == cfg.data.image_size == 64
+    from facebias.training.task import resolve_precision
+
+    if not torch.cuda.is_available():  # fp32 on a CPU even where it has bf16 (classifiers use it)
+        assert resolve_precision(cfg.trainer) == "32-true"
     celeba = compose([f"+experiment={name}", "data=celeba", "data.root=/datasets/celeba"])
     assert celeba.data.source == "celeba" and celeba.data.concept == cfg.data.concept
+
+
+def test_console_summary_of_a_gan_run_shows_its_quality_not_an_empty_classifier_table(capsys, tmp_path):
+    from facebias.training.report import print_summary
+
+    quality = {"quality": 113.2, "pixel_fd": 1.0, "precision": 0.2, "recall": 0.1,
+               "rates": {"generated": {"Male": 0.31, "Eyeglasses_given_Male": 0.36},
+                         "train": {"Male": 0.49, "Eyeglasses_given_Male": 0.73},
+                         "train_true": {"Male": 0.5, "Eyeglasses_given_Male": 0.8}},
+               "separability": {"Eyeglasses": 0.912},
+               "settings": {"quality_figure": "classifier-FID", "k": 3, "n_generated": 5000, "classifier_run": "clf"}}
+    print_summary(tmp_path, {"experiment": "gan_p80", "quality": quality, "data": {"summary": "P=80"},
+                             "best_checkpoint": "best.ckpt", "samples": "samples/best.png"}, None)
+    shown = capsys.readouterr().out
+    assert "classifier-FID" in shown and "113.2" in shown and "AP" not in shown
+    assert "Eyeglasses | Male" in shown and "0.360" in shown and "0.730" in shown and "0.800" in shown
+    assert "0.912" in shown

@@ -59,6 +59,13 @@ def log_test_table(wandb_logger, metrics: dict[str, Any]) -> None:
 def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str | None) -> None:
     from facebias.reporting.console import print_summary as print_table
 
+    if "quality" in metrics:  # a GAN run: its quality figures, not a classifier's table
+        rows, notes = gan_summary_rows(metrics["quality"])
+        notes += [f"data: {metrics['data']['summary']}", f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)",
+                  f"best checkpoint: {metrics.get('best_checkpoint')}; samples: {metrics.get('samples')}"]
+        print_table(f"facebias train: {metrics.get('experiment') or 'run'} (GAN quality, best checkpoint)",
+                    ["figure", "generated", "training data", "training, true"], rows, notes, sync_command=sync_command)
+        return
     threshold = metrics.get("threshold", 0.5)
     rows = [[split, *(f"{100 * metrics[split].get(k, float('nan')):.1f}" for k in ("AP", "acc", "gap"))]
             for split in ("val", "test") if split in metrics]
@@ -72,3 +79,30 @@ def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str |
               f"best checkpoint: {metrics.get('best_checkpoint')}"]
     print_table(f"facebias train: {metrics.get('experiment') or 'run'}",
                 ["split", "AP", f"acc@{threshold:g}", f"gap@{threshold:g}"], rows, notes, sync_command=sync_command)
+
+
+def gan_summary_rows(quality: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """Rows (figure, generated, training data, its true labels) of a GAN run's quality figures, and notes.
+
+    Rates of generated faces come from the quality classifier, so they are compared with the same classifier's
+    rates on the training faces; the true labels stand beside them (the classifier's own error shows there)."""
+    def fmt(value: Any, digits: int = 3) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "—"
+
+    settings = quality.get("settings", {})
+    name = settings.get("quality_figure", "quality")
+    rows = [[name, fmt(quality.get("quality"), 1), "", ""],
+            ["pixel Fréchet distance", fmt(quality.get("pixel_fd")), "", ""]]
+    for key in ("precision", "recall"):
+        if key in quality:
+            rows.append([f"{key} (k={settings.get('k', '?')})", fmt(quality[key]), "", ""])
+    rates = quality.get("rates") or {}
+    generated, train, true = rates.get("generated", {}), rates.get("train", {}), rates.get("train_true", {})
+    for key in generated:
+        rows.append([f"rate {key.replace('_given_', ' | ').replace('not_', 'not ')}", fmt(generated[key]),
+                     fmt(train.get(key)), fmt(true.get(key))])
+    for attribute, accuracy in (quality.get("separability") or {}).items():
+        rows.append([f"latent SVM held-out accuracy, {attribute}", fmt(accuracy), "", ""])
+    notes = [f"{settings.get('n_generated', '?')} generated faces; rates under the classifier "
+             f"{settings.get('classifier_run') or '(none)'}, on generated and on training faces alike"]
+    return rows, notes + list(settings.get("notes", []))
