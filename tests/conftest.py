@@ -51,3 +51,15 @@ def sample_copy(tmp_path: Path) -> Path:
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models and maps: one torch thread is faster than two contending ones (and spares a busy machine).
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -43,14 +43,7 @@ from facebias.faces.concepts import FACE_PARTS, LOCAL_CONCEPT_REGION, REGIONS
 from facebias.faces.dictionary import face_dictionary, random_landmarks
 from facebias.models.backbones import small_cnn
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The maps of a few tiny images: one thread is faster than two contending ones (and spares a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 
 # ------------------------------------------------------------------------------------------- the statistic

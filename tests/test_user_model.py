@@ -70,12 +70,7 @@ BAND_NET = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 
 @pytest.fixture
@@ -409,9 +404,14 @@ def test_a_state_dict_that_does_not_fit_lists_the_keys(user_net, tmp_path):
         analyse(cfg, tmp_path / "out")
 
 
-def test_heads_and_target_class_out_of_range(user_net, tmp_path):
+def offline_options(user_net, tmp_path) -> tuple[Path, list[str]]:
+    """A data dir that must never be created, and the options of the brought model with it."""
     nodata = tmp_path / "nodata"
-    base = [*brought(*user_net), "logger=none", f"paths.data_dir={nodata}", f"model.image_size={SIZE}"]
+    return nodata, [*brought(*user_net), "logger=none", f"paths.data_dir={nodata}", f"model.image_size={SIZE}"]
+
+
+def test_heads_and_target_class_out_of_range(user_net, tmp_path):
+    nodata, base = offline_options(user_net, tmp_path)
     with pytest.raises(ValueError, match=r"head='Smiling' is out of range: the model's heads \(model.heads\) are "
                                          r"\['Male'\]; choose one of them"):
         analyse(compose(["analysis=regions", *base, "head=Smiling"], "dissect"), tmp_path / "out")
@@ -427,8 +427,7 @@ def test_heads_and_target_class_out_of_range(user_net, tmp_path):
 
 
 def test_a_layer_that_is_not_a_feature_map(user_net, tmp_path):
-    nodata = tmp_path / "nodata"
-    base = [*brought(*user_net), "logger=none", f"paths.data_dir={nodata}", f"model.image_size={SIZE}"]
+    nodata, base = offline_options(user_net, tmp_path)
     with pytest.raises(ValueError, match=r"layer=head: head outputs \(1, 1\), not a \(batch, units, h, w\) feature "
                                          r"map; choose among: features \(16, 8, 8\), features.0 \(8, 32, 32\)"):
         analyse(compose(["analysis=regions", *base, "layer=head"], "dissect"), tmp_path / "out")

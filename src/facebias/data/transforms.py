@@ -18,11 +18,17 @@ def to_grayscale(images: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     return torch.where(flags.view(-1, 1, 1, 1).bool(), luma.expand_as(images), images)
 
 
-def to_model_input(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW, the input every classifier in facebias expects."""
+def to_model_input(images: torch.Tensor, channels_last: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   size: int | None = None) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW, the input every classifier in facebias expects (ImageNet's mean and
+    std); a model the user brings passes its own, and its input ``size`` (bilinear, antialiased, when the images
+    have another size)."""
     x = images.permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                            antialias=True)
+    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 

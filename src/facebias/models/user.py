@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from facebias.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_grayscale
+from facebias.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_grayscale, to_model_input
 from facebias.usercode import UserCodeError, build_module, import_user_class, load_weights, read_state_dict
 
 OPTIONS = ("file", "class_name", "state_dict", "kwargs", "heads", "image_size", "mean", "std")
@@ -57,13 +56,7 @@ class UserModel(nn.Module):
             return batch
         if "gray" in batch:
             images = to_grayscale(images, batch["gray"])
-        x = images.permute(0, 3, 1, 2).float().div_(255)
-        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
-                              antialias=True)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return {**batch, "image": ((x - mean) / std).contiguous()}
+        return {**batch, "image": to_model_input(images, mean=self.mean, std=self.std, size=self.image_size)}
 
 
 def model_options(node: Mapping[str, Any]) -> dict[str, Any]:
