@@ -204,9 +204,11 @@ class FaceDataModule(pl.LightningDataModule):
 
             dataset = JoinedBatches(dataset, self.augmented)
         sampler = EpochShuffle(dataset, self.seed) if shuffle else None
+        trainer = getattr(self, "trainer", None)  # pinned batches copy to a GPU without stalling the host
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                           generator=torch.Generator().manual_seed(self.seed), collate_fn=_keep_batch,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=on_gpu)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)

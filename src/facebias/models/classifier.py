@@ -100,8 +100,11 @@ class AttributeClassifier(pl.LightningModule):
         batch = self.preprocess(batch, augment=True)
         logits = self(batch["image"])
         loss = self.loss(logits.float(), batch["target"])
-        # the step value as it is (syncing it would cost a collective per step), the epoch mean over every rank
-        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(logits))
+        # the step value as it is (syncing it would cost a collective per step), the epoch mean over every rank;
+        # a progress-bar value is read back (.item()) after every step, a host-device sync on a GPU, so it is
+        # only put there when a bar shows it (gpu_check found it the one sync left in a training step)
+        shown = self.trainer.progress_bar_callback is not None
+        self.log("train/loss_step", loss, prog_bar=shown, on_step=True, on_epoch=False, batch_size=len(logits))
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(logits))
         return loss
 
