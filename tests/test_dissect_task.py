@@ -247,13 +247,18 @@ def test_units_csv_has_one_row_per_unit_and_exact_thresholds(dissected, p100_run
     masks = dictionary_for_table(datamodule.table, datamodule.dataset("test").rows, mask_size=32,
                                  concepts=concepts, landmarks=summary["settings"]["landmarks"]).masks
     iou = iou_by_definition(acts, expected, masks)
+    # the dissection upsamples in float32 and may switch on pixels that sit at T_u to within float32 rounding
+    # (measured: 10 of the 256 units, IoU off by at most 6e-4 at 2 threads, 1.2e-3 at 1 thread); so each unit's
+    # IoU must lie between the definition's at T_u nudged down and up by 1e-5 relative (a wrong layer, mask or
+    # face order is off by far more), with 1e-4 to spare
+    nudge = 1e-5 * expected.abs().clamp_min(1e-6)
+    low, high = (iou_by_definition(acts, expected - nudge, masks).max(1).values,
+                 iou_by_definition(acts, expected + nudge, masks).max(1).values)
     top2 = iou.topk(2, dim=1).values
     assert (top2[:, 0] > 0).sum() > 100  # not a trivially empty case
-    # the dissection upsamples in float32 and may switch on a few pixels that sit exactly at T_u (measured:
-    # 10 of the 256 units, IoU off by at most 6e-4); a wrong layer, mask or face order is off by far more
     tolerance = 1e-3
-    for row, (best, second), unit_iou in zip(mine, top2.tolist(), iou, strict=True):
-        assert float(row["iou"]) == pytest.approx(best, abs=tolerance), row
+    for row, (best, second), unit_iou, a, b in zip(mine, top2.tolist(), iou, low.tolist(), high.tolist(), strict=True):
+        assert min(a, b, best) - 1e-4 <= float(row["iou"]) <= max(a, b, best) + 1e-4, (row, a, best, b)
         if abs(best - 0.04) > tolerance:
             assert row["detector"] == str(best > 0.04), row
         if best > second + tolerance:
@@ -267,8 +272,10 @@ def test_units_csv_has_one_row_per_unit_and_exact_thresholds(dissected, p100_run
     for layer in ("2", "3"):
         regions = ("eye", "nose", "mouth", "cheek", "chin", "forehead", "hair")
         assert sum(int(by_region[layer][r]) for r in regions) == summary["layers"][layer]["detectors"]
+    # eyeglasses planted no grayscale: the grayscale group comes from the probe (half of the 64 faces in gray)
+    assert summary["grayscale_probe"]["images"] == 64 and summary["grayscale_probe"]["gray"] == 32
     biased = read_csv(out / "biased_units.csv")
-    assert {(r["layer"], r["group"]) for r in biased} == {(lay, g) for lay in "23" for g in d["groups"]}
+    assert {(r["layer"], r["group"]) for r in biased} == {(lay, g) for lay in "23" for g in [*d["groups"], "grayscale"]}
     nonlocal_rows = read_csv(out / "nonlocal_units.csv")
     male3 = [r for r in nonlocal_rows if r["layer"] == "3" and r["group"] == "Male"]
     flagged = sum(abs(float(r["cohens_d"])) > 0.8 for r in male3)
@@ -321,7 +328,8 @@ def test_sweep_writes_one_row_per_p_and_layer_and_reuses_dissections(sweep_dir, 
     for row in rows:
         per_run = json.loads((Path(row["dissect_dir"]) / "dissect.json").read_text())["layers"][row["layer"]]
         assert int(row["eye_detectors"]) == per_run["by_region"]["eye"]
-        assert row["family"] == "eyeglasses" and row["grayscale_biased"] == ""  # no grayscale group here
+        assert row["family"] == "eyeglasses"  # no planted grayscale: its grayscale group is the probe's
+        assert int(row["grayscale_biased"]) == per_run["biased"]["grayscale"]["biased"]
     totals = read_csv(tmp_path / "out" / "dissect_sweep_totals.csv")
     for total in totals:
         mine = [r for r in rows if r["P"] == total["P"]]

@@ -308,3 +308,66 @@ def test_concept_level_and_region_level_detectors_are_told_apart():
     assert loose.detectors_per_level() == {"concept": 2 + lead, "region": 1 - lead}
     with pytest.raises(ValueError, match="region_margin"):
         dissect(Passthrough(), ["features"], batches, quantile=0.2, region_margin=-0.1)
+
+
+# ------------------------------------------------------------------------------------ the grayscale probe
+
+class _ColourAndLuma(torch.nn.Module):
+    """Two 1x1 units on the standard model input: unit 0 = R - G (a colour-opponent unit: 0 on any gray
+    pixel), unit 1 = BT.601 luminance (what the grayscale conversion keeps), each up to a constant."""
+
+    def __init__(self):
+        super().__init__()
+        from facebias.data.transforms import IMAGENET_STD, LUMA
+
+        self.conv = torch.nn.Conv2d(3, 2, 1, bias=False)
+        std = torch.tensor(IMAGENET_STD)
+        weight = torch.stack([torch.tensor([1.0, -1.0, 0.0]) * std, torch.tensor(LUMA) * std])
+        self.conv.weight.data = weight.view(2, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_grayscale_probe_flags_the_colour_unit_and_not_the_luminance_one():
+    from facebias.data.transforms import to_model_input
+    from facebias.dissect.nonlocal_units import biased_unit_counts, probe_group_stats
+    from facebias.dissect.selection import DictionaryFaces, grayscale_probe
+
+    rng = np.random.default_rng(0)
+    n = 40
+    skin = np.stack([rng.integers(150, 220, n), rng.integers(90, 140, n), rng.integers(60, 120, n)], axis=1)
+    pixels = np.clip(skin[:, None, None, :] + rng.integers(-10, 10, (n, 8, 8, 3)), 0, 255).astype(np.uint8)
+    pixels = torch.from_numpy(pixels)
+    faces = DictionaryFaces(split="test", rows=np.arange(n), cells=np.zeros((n, 2), dtype=np.int64),
+                            gray=np.zeros(n, dtype=bool), pixels=pixels, inputs=to_model_input(pixels))
+    net = _ColourAndLuma().eval()
+    inputs, flags = grayscale_probe(faces, net, seed=3, batch_size=16)
+    assert flags.shape == (n, 1) and int(flags.sum()) == n // 2
+    colour = ~flags[:, 0].bool()
+    torch.testing.assert_close(inputs[colour], to_model_input(pixels[colour]))  # the other half as it was
+    gray_pixels = inputs[~colour] * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) \
+        + torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    torch.testing.assert_close(gray_pixels[:, 0], gray_pixels[:, 1], atol=1e-5, rtol=0)  # R = G on the gray half
+
+    stats = probe_group_stats(net, ["conv"], inputs, flags, ("grayscale",), batch_size=16)
+    d = stats["conv"].cohens_d()[0]
+    assert d[0] < -2  # R - G falls to 0 on gray faces: the colour unit is biased (toward colour)
+    assert abs(float(d[1])) < 0.8  # luminance is what the conversion keeps: not biased
+    (count,) = biased_unit_counts(stats)
+    assert (count["group"], count["biased"], count["biased_toward_0"]) == ("grayscale", 1, 1)
+
+
+def test_group_statistics_join_side_by_side_and_refuse_a_repeated_group():
+    from facebias.dissect.nonlocal_units import GroupActivationStats
+
+    a = GroupActivationStats.empty(("Male",), 3)
+    a.update(torch.arange(6.0).view(2, 3), torch.tensor([[1], [0]]))
+    b = GroupActivationStats.empty(("grayscale",), 3)
+    b.update(torch.ones(2, 3), torch.tensor([[0], [1]]))
+    joined = a.joined(b)
+    assert joined.group_names == ("Male", "grayscale")
+    torch.testing.assert_close(joined.means()[0], a.means()[0])
+    torch.testing.assert_close(joined.means()[1], b.means()[0])
+    with pytest.raises(ValueError, match="Male"):
+        a.joined(a)

@@ -75,6 +75,7 @@ class UnitDissection(Analysis):
             "bias_threshold": float(cfg.get("bias_threshold", 0.8)),
             "landmarks": landmarks_option(cfg),  # dictionary.landmarks: 68 | 5
             "region_margin": float(cfg.get("region_margin", 0.5)),  # concept- vs region-level detectors
+            "grayscale_probe": bool(cfg.get("grayscale_probe", True)),  # gray-biased units of every model
         }
 
     def run(self, run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
@@ -198,6 +199,22 @@ def layer_summaries(result, maps: dict[str, tuple], bias_threshold: float) -> di
             for name, layer in result.layers.items()}
 
 
+def add_grayscale_probe(result, net, layers: Sequence[str], faces, model, seed: int, batch_size: int,
+                        device) -> dict[str, Any]:
+    """The grayscale group of a run that planted no grayscale, from a second pass over its dissected faces with a
+    seeded random half shown in grayscale (``selection.grayscale_probe``), joined to the dissection's groups."""
+    from facebias.dissect.nonlocal_units import probe_group_stats
+    from facebias.dissect.selection import grayscale_probe
+
+    inputs, flags = grayscale_probe(faces, model, seed, batch_size)
+    extra = probe_group_stats(net, layers, inputs, flags, (GRAYSCALE,), batch_size, device)
+    result.group_stats = {name: result.group_stats[name].joined(stats) if name in result.group_stats else stats
+                          for name, stats in extra.items()}
+    return {"images": len(faces), "gray": int(flags.sum()), "seed": seed,
+            "rule": "the dissected faces again, a seeded random half in grayscale (independent of the labels); the "
+                    "grayscale group's biased units are counted by the non-local rule on this pass"}
+
+
 def dissect_run(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     """Dissect one trained run into ``ctx.out``; returns what dissect.json holds."""
     from facebias.dissect import report
@@ -239,6 +256,9 @@ def dissect_run(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx
                          quantile=settings["quantile"], iou_threshold=settings["iou_threshold"],
                          region_margin=settings["region_margin"], device=device,
                          cache_bytes=int(cfg.get("cache_bytes", 1 << 30)))
+    probe = None
+    if settings.get("grayscale_probe") and getattr(datamodule, "concept", None) != GRAYSCALE:
+        probe = add_grayscale_probe(result, net, layers, faces, model, settings["seed"], batch_size, device)
     quality = dictionary_quality(datamodule.table, faces.rows, options, min(exact_images, len(faces)))
     strongest = strongest_detectors(result, top_detectors)
 
@@ -265,6 +285,7 @@ def dissect_run(run: TrainedRun | UserModelRun, settings: Mapping[str, Any], ctx
                             "size and thresholded; IoU summed over all images; detector when best IoU > threshold",
                     "region_margin": settings["region_margin"], "levels": level_rule(settings["region_margin"])},
         "nonlocal_rule": nonlocal_rule(settings["bias_threshold"]),
+        "grayscale_probe": probe,
         "layers": layer_summaries(result, maps, settings["bias_threshold"]),
         "strongest_detectors": strongest,
         "dictionary_quality": quality,

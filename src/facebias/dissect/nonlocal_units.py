@@ -18,7 +18,7 @@ so the rule costs no extra pass over the data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +57,17 @@ class GroupActivationStats:
             self.count[:, value] += weight.sum(0)
             self.total[:, value] += weight.T @ responses
             self.total_sq[:, value] += weight.T @ responses.square()
+
+    def joined(self, other: GroupActivationStats) -> GroupActivationStats:
+        """These groups and ``other``'s side by side (same layer, same units)."""
+        clash = set(self.group_names) & set(other.group_names)
+        if clash:
+            raise ValueError(f"groups {sorted(clash)} are in both statistics")
+        device = self.count.device
+        return GroupActivationStats(self.group_names + other.group_names,
+                                    torch.cat([self.count, other.count.to(device)]),
+                                    torch.cat([self.total, other.total.to(device)]),
+                                    torch.cat([self.total_sq, other.total_sq.to(device)]))
 
     def means(self) -> torch.Tensor:
         """(G, 2, U) mean response of the g = 0 and g = 1 images."""
@@ -123,3 +134,24 @@ def biased_unit_counts(
                 }
             )
     return counts
+
+
+def probe_group_stats(net: torch.nn.Module, layers: Sequence[str], inputs: torch.Tensor, groups: torch.Tensor,
+                      group_names: Sequence[str], batch_size: int = 128,
+                      device: torch.device | str = "cpu") -> dict[str, GroupActivationStats]:
+    """The group statistics of ``layers`` on images the dissection did not use (the grayscale probe): inputs
+    (N, C, H, W) in the model's input space, groups (N, G) 0/1; the same spatial-mean responses and sums."""
+    from facebias.dissect.layers import ActivationRecorder
+
+    if len(inputs) != len(groups):
+        raise ValueError(f"{len(inputs)} probe images but {len(groups)} group rows")
+    recorder = ActivationRecorder(net, list(layers))
+    stats: dict[str, GroupActivationStats] = {}
+    with torch.no_grad(), recorder.attached():
+        for start in range(0, len(inputs), batch_size):
+            outputs = recorder(inputs[start:start + batch_size].to(device))
+            for name, acts in outputs.items():
+                if name not in stats:
+                    stats[name] = GroupActivationStats.empty(tuple(group_names), acts.shape[1], acts.device)
+                stats[name].update(acts.mean(dim=(2, 3)), groups[start:start + batch_size])
+    return stats

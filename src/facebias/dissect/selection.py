@@ -75,19 +75,42 @@ def load_faces(dataset, model: nn.Module, split: str, picked: np.ndarray, cells:
                batch_size: int) -> DictionaryFaces:
     """The chosen rows of a split's dataset: pixels as shown (planted grayscale applied) and the model's own
     input (its ``preprocess``, else the standard normalisation); ``cells`` are the rows' (target, group)."""
-    from facebias.data.transforms import to_grayscale, to_model_input
+    from facebias.data.transforms import to_grayscale
 
-    preprocess = getattr(model, "preprocess", None)
     pixels, inputs = [], []
     for start in range(0, len(picked), batch_size):
         batch = dataset.__getitems__(picked[start:start + batch_size])
-        shown = to_grayscale(batch["image"], batch["gray"])
-        x = preprocess(batch)["image"] if preprocess is not None else to_model_input(shown)
-        pixels.append(shown)
-        inputs.append(x.float().contiguous())
+        pixels.append(to_grayscale(batch["image"], batch["gray"]))
+        inputs.append(model_inputs(model, batch))
     return DictionaryFaces(split=split, rows=dataset.rows[picked].astype(np.int64), cells=cells,
                            gray=np.asarray(dataset.gray[picked]).astype(bool), pixels=torch.cat(pixels),
                            inputs=torch.cat(inputs))
+
+
+def model_inputs(model: nn.Module, batch: dict) -> torch.Tensor:
+    """A uint8 batch (``image``, ``gray``) as the model's input: its ``preprocess`` (planted grayscale applied
+    there), else grayscale then the standard normalisation."""
+    from facebias.data.transforms import to_grayscale, to_model_input
+
+    preprocess = getattr(model, "preprocess", None)
+    if preprocess is not None:
+        return preprocess(batch)["image"].float().contiguous()
+    return to_model_input(to_grayscale(batch["image"], batch["gray"])).float().contiguous()
+
+
+def grayscale_probe(faces: DictionaryFaces, model: nn.Module, seed: int, batch_size: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dissected faces again, a seeded random half of them in grayscale: (model inputs, (n, 1) flags).
+
+    Where a run planted no grayscale its test faces are all in colour, so the grayscale group has one value
+    and no unit can be called grayscale-biased; this probe measures the same rule (Cohen's d between gray and
+    colour faces, unrelated to the labels) for every model, the control the grayscale family needs."""
+    flags = np.zeros(len(faces), dtype=bool)
+    flags[np.random.default_rng(seed).permutation(len(faces))[: len(faces) // 2]] = True
+    flags_t = torch.from_numpy(flags)
+    inputs = [model_inputs(model, {"image": faces.pixels[i:i + batch_size], "gray": flags_t[i:i + batch_size]})
+              for i in range(0, len(faces), batch_size)]
+    return torch.cat(inputs), flags_t.view(-1, 1).to(torch.int64)
 
 
 def landmarks_option(cfg) -> int:
