@@ -315,6 +315,26 @@ def test_a_classifier_run_is_not_a_generator(tmp_path):
         build_generator(kind="gan", run=str(run))
 
 
+def test_the_augmentation_key_follows_the_gan_weights(tmp_path):
+    """A GAN retrained into the same run dir must not reuse the augmented set of the old weights."""
+    from omegaconf import OmegaConf
+
+    from facebias.debias import stage
+
+    run = gan_run(tmp_path / "gan", tiny_gan())
+    cfg = OmegaConf.create({"debias": {"generator": {"kind": "gan", "run": str(run)}},
+                            "data": {"image_size": 16, "crop": "celeba"}})
+    _, before = stage.build_stage_generator(cfg, None)
+    _, same = stage.build_stage_generator(cfg, None)
+    assert before == same  # unchanged weights: the same key
+    gan_run(tmp_path / "gan", tiny_gan(g_width=12))  # retrained in place (other weights, other size)
+    later = (run / "checkpoints" / "best.ckpt").stat().st_mtime + 10
+    os.utime(run / "checkpoints" / "best.ckpt", (later, later))
+    _, after = stage.build_stage_generator(cfg, None)
+    assert after["weights"]["checkpoint"] == before["weights"]["checkpoint"]
+    assert after != before
+
+
 # -------------------------------------------------------------------------------------- train.py end to end
 
 def run_gan(root: Path, data_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 600):

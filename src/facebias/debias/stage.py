@@ -186,11 +186,18 @@ def build_stage_generator(cfg: DictConfig, datamodule):
     if options.get("kind") == "synthfaces":
         options["root"] = str(datamodule.table.image_dir.parent)
         options["rows"] = np.asarray(datamodule.splits.train.rows)
-    return build_generator(options), _generator_identity(options)
+    generator = build_generator(options)
+    return generator, _generator_identity(options, getattr(generator, "checkpoint", None))
 
 
-def _generator_identity(options: dict[str, Any]) -> dict[str, Any]:
+def _generator_identity(options: dict[str, Any], checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """What the augmented set depends on: the options, the renderer's rows, a user generator's files by content
+    and a GAN run's checkpoint by path, size and mtime (a GAN retrained into the same dir is a new key)."""
+    from facebias.runs import checkpoint_identity
+
     identity = {k: v for k, v in options.items() if k != "rows"}
+    if checkpoint is not None:
+        identity["weights"] = checkpoint_identity(Path(checkpoint))
     if "rows" in options:
         identity["rows_sha"] = hashlib.sha256(np.asarray(options["rows"], dtype=np.int64).tobytes()).hexdigest()[:16]
     for key in ("file", "state_dict"):  # a user generator: its code and weights, by content
