@@ -107,10 +107,66 @@ def test_an_interrupted_set_resumes_and_equals_what_it_would_have_written(debias
     assert again.path == result.path
 
 
+class GrayHalfSpace:
+    """A stand-in GAN whose photos are grayscale exactly on one side of a hyperplane of z (the renderer's faces
+    otherwise): the setting the grayscale family needs, where grayscale is a latent attribute of the generator."""
+
+    def __init__(self, renderer, seed: int = 3):
+        from facebias.generators.base import Generator
+
+        direction = np.random.default_rng(seed).standard_normal(renderer.latent_dim)
+        self.normal = direction / np.linalg.norm(direction)
+
+        class Wrapped(Generator):
+            latent_dim, image_size, crop = renderer.latent_dim, renderer.image_size, renderer.crop
+
+            def sample(_, n, seed):
+                return renderer.sample(n, seed)
+
+            def _render_batch(_, z):
+                from facebias.data.transforms import to_grayscale
+
+                gray = torch.from_numpy(z @ self.normal > 0)
+                return to_grayscale(torch.from_numpy(renderer._render_batch(z)), gray).numpy()
+
+        self.generator = Wrapped()
+
+
+@pytest.mark.slow
+def test_grayscale_is_labelled_by_the_pixel_rule_and_flipped_by_z_prime(debiased, monkeypatch):
+    """protected = grayscale: no f_g is trained (none could be: no data set labels it); the pixel rule labels G(z)
+    exactly, h_g recovers the generator's grayscale hyperplane and G(z') flips grayscale in >= 99 % of pairs."""
+    _, _, _, data_dir = debiased
+    (f_t,) = [d for d in find_runs(data_dir / "debias" / "classifiers", "train")
+              if json.loads((d / "run.json").read_text())["config"]["data"]["targets"] == ["Male"]]
+    cfg = compose(["+experiment=debias_gray_p80", *TINY, *SMALL, "debias.n_fit=3000", "debias.generator.run=a-gan-run",
+                   f"debias.target_run={f_t}", f"paths.data_dir={data_dir}"])
+    renderer, _ = stage.build_stage_generator(compose(["+experiment=debias_p80", *TINY, f"paths.data_dir={data_dir}"]),
+                                              _datamodule(cfg))
+    fake = GrayHalfSpace(renderer)
+    monkeypatch.setattr(stage, "build_stage_generator", lambda cfg, dm: (fake.generator, {"kind": "gray-half-space"}))
+    before = set((data_dir / "debias" / "classifiers").iterdir())
+    result = stage.prepare_augmentation(cfg, {"group": "t", "name": "t"})
+    assert set((data_dir / "debias" / "classifiers").iterdir()) == before  # f_g was not trained
+    meta = result.meta
+    assert meta["key_fields"]["f_g"]["rule"].startswith("grayscale") and meta["thresholds"]["g"]["threshold"] == 0.5
+    assert meta["hyperplanes"]["protected"]["holdout_accuracy"] >= 0.97
+    assert meta["classifier_view"]["protected_flip_rate"] >= 0.99
+    z, zprime = np.load(result.path / "z.npy"), np.load(result.path / "zprime.npy")
+    assert np.mean((z @ fake.normal > 0) != (zprime @ fake.normal > 0)) >= 0.99  # against the generator's truth
+    labels = np.load(result.path / "labels.npz")
+    images = np.load(result.path / "images.npy")
+    from facebias.generators.quality import grayscale_flags
+
+    assert np.array_equal(grayscale_flags(images).astype(np.uint8)[: len(z)], labels["protected"][: len(z)])
+
+
 def test_guard_rails_stop_before_anything_is_trained(tmp_path):
     base = ["+experiment=debias_p80", f"paths.data_dir={tmp_path}"]
     with pytest.raises(stage.DebiasConfigError, match=r"grayscale is not a latent attribute .*trained GAN"):
         stage.check_debias_config(compose([*base, "data.concept=grayscale"]))
+    with pytest.raises(stage.DebiasConfigError, match=r"kind=gan needs the GAN's run dir: \+debias.generator.run="):
+        stage.check_debias_config(compose(["+experiment=debias_gray_p80", *TINY]))
     with pytest.raises(stage.DebiasConfigError, match=r"debias.arm='both': use debiased .* or control"):
         stage.check_debias_config(compose([*base, "debias.arm=both"]))
     with pytest.raises(stage.DebiasConfigError, match=r"one target at a time"):

@@ -265,6 +265,43 @@ def test_quality_planted_training_faces_vs_noise(faces, tmp_path):
     assert figures["cfid"] == pytest.approx(0.0, abs=1e-6) and (figures["precision"], figures["recall"]) == (1.0, 1.0)
 
 
+class TintedGrayscale:
+    """A "generator" of the grayscale family as a GAN makes it: half its faces grayscale with a faint tint
+    (channel spread 9, where the planted grayscale has 0), half in colour."""
+
+    def __init__(self, datamodule):
+        self.datamodule = datamodule
+
+    def sample_latents(self, n, seed):
+        return torch.randn(n, 8, generator=torch.Generator().manual_seed(seed))
+
+    def generate(self, z, batch_size=256):
+        from facebias.data.transforms import to_grayscale
+
+        train = self.datamodule.dataset("train")
+        faces = train.__getitems__(np.arange(len(z)))["image"]
+        gray = torch.arange(len(z)) % 2 == 0
+        tinted = (to_grayscale(faces, gray).to(torch.int16) + torch.tensor([6, 0, -3]) * gray.view(-1, 1, 1, 1))
+        return tinted.clamp(0, 255).to(torch.uint8).numpy()
+
+
+def test_quality_counts_a_gan_s_tinted_grayscale_faces(data_dir):
+    """A grayscale-family GAN's rate of grayscale faces: the pixel rule calibrated on its faces finds the tinted
+    half (a fixed tolerance for exact grayscale would find none)."""
+    from facebias.data.datamodule import FaceDataModule
+
+    dm = FaceDataModule(source="synthfaces", data_dir=str(data_dir), synth={"n_faces": 1200}, image_size=16,
+                        concept="grayscale", p=80, progress=False)
+    dm.setup()
+    figures = GanQuality(n_samples=200, n_final=200, true_fid=False,
+                         separability=partial(fit_hyperplane)).evaluate(TintedGrayscale(dm), dm)
+    assert figures["rates"]["generated"]["grayscale"] == pytest.approx(0.5, abs=0.02)
+    assert 9 < figures["settings"]["gray_tolerance"] < 26
+    assert figures["rates"]["train"]["grayscale"] == pytest.approx(figures["rates"]["train_true"]["grayscale"], abs=0.1)
+    fixed = GanQuality(n_samples=200, n_final=200, true_fid=False, gray_tolerance=6.0).evaluate(TintedGrayscale(dm), dm)
+    assert fixed["rates"]["generated"]["grayscale"] == 0.0
+
+
 def test_quality_without_a_classifier_says_so_once(faces, caplog):
     quality = GanQuality(n_samples=50, n_final=50, true_fid="auto")
     with caplog.at_level("INFO", logger="facebias.generators.quality"):

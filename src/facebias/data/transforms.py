@@ -7,6 +7,7 @@ import torch
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
+GRAY_TOLERANCE = 6.0  # mean per-pixel channel spread (0..255) below which a face counts as grayscale
 
 
 def _constant(values, device: torch.device, shape=(1, 3, 1, 1)) -> torch.Tensor:
@@ -22,6 +23,14 @@ def to_grayscale(images: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     weights = _constant(LUMA, images.device, shape=(3,))
     luma = (images.float() * weights).sum(-1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
     return torch.where(flags.view(-1, 1, 1, 1).bool(), luma.expand_as(images), images)
+
+
+def channel_spread(images: torch.Tensor) -> torch.Tensor:
+    """(n,) float: each uint8 NHWC face's mean per-pixel channel spread (max - min over R, G, B; 0..255).
+    Exactly 0 for the planted grayscale, far above for colour faces: the one definition of "grayscale"
+    that the GAN's quality figures and the de-biasing stage's pixel rule share."""
+    values = images.to(torch.int16)
+    return (values.amax(-1) - values.amin(-1)).flatten(1).float().mean(1)
 
 
 def to_model_input(images: torch.Tensor, channels_last: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD,

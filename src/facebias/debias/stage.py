@@ -5,6 +5,8 @@
 1. f_t and f_g: the runs named by ``debias.target_run`` / ``debias.protected_run``, else trained here
    with the experiment's own data config (f_t: the target alone, exactly the baseline; f_g: the target
    and the protected attribute as heads), cached under ``<data_dir>/debias/classifiers/`` by config;
+   the planted grayscale is read off the pixels instead (``facebias.models.rules.GrayscaleRule``: it is
+   done to the photo, so it needs no classifier, and no data set has it as a label to train one on);
 2. latents from the generator (the SynthFaces renderer draws from the training rows' own latents, so
    G(z) carries the planted correlation, as a GAN trained on them would), G(z) scored by f_t and f_g
    and binarised at the threshold that maximises F1 on each classifier's validation split;
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from facebias.data.bias import GRAYSCALE
 from facebias.reporting.console import get_logger
 from facebias.reporting.files import read_json, write_json_atomic
 
@@ -50,9 +53,18 @@ class Classifier:
 
     role: str  # "target" | "protected"
     attribute: str
-    run: Any  # facebias.runs.TrainedRun
+    run: Any  # facebias.runs.TrainedRun, or None for a pixel rule (facebias.models.rules)
     head: int
-    model: Any  # the run's classifier, loaded once (eval mode, CPU)
+    model: Any  # the run's classifier, loaded once (eval mode, CPU), or the rule
+
+    def identity(self) -> dict[str, Any]:
+        """What the augmented set's key records of this classifier: its run and checkpoint, or the rule."""
+        if self.run is None:
+            return self.model.describe()
+        return {**self.run.parent(), "head": self.head}
+
+    def source(self) -> str:
+        return str(self.run.run_dir) if self.run is not None else self.model.describe()["rule"]
 
 
 # ----------------------------------------------------------------------------------------------- options
@@ -75,6 +87,10 @@ def check_debias_config(cfg: DictConfig) -> None:
             "grayscale is not a latent attribute of the SynthFaces renderer (it is applied to the photo after "
             "rendering), so no hyperplane in z can flip it: de-bias the grayscale family with a trained GAN "
             "(debias.generator.kind=gan, the GAN issue) or choose a latent concept such as Eyeglasses")
+    if kind == "gan" and not d.generator.get("run"):
+        raise DebiasConfigError("debias.generator.kind=gan needs the GAN's run dir: +debias.generator.run=<dir> "
+                                "(python train.py +experiment=gan_p80, or gan_gray_p80 for the grayscale family, "
+                                "trained on the same data as this classifier)")
     if kind == "synthfaces" and cfg.data.source != "synthfaces":
         raise DebiasConfigError(f"debias.generator.kind=synthfaces renders SynthFaces, but data.source="
                                 f"{cfg.data.source}: the generator must be trained on the same data (a GAN run "
@@ -130,6 +146,13 @@ def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dic
     from facebias.runs import RunRecord, locate_run
 
     named = cfg.debias.get(f"{role}_run")
+    if role == "protected" and attribute == GRAYSCALE and not named:
+        from facebias.models.rules import GrayscaleRule
+
+        tolerance = cfg.debias.get("grayscale_tolerance", "auto")
+        rule = GrayscaleRule(None if tolerance == "auto" else tolerance)
+        log.info("f_g (grayscale) is the pixel rule: mean channel spread < %s", tolerance)
+        return Classifier(role, attribute, None, 0, rule)
     if named:
         run = locate_run(run=str(named))
         where = f"debias.{role}_run={named}"
@@ -156,8 +179,14 @@ def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dic
     return Classifier(role, attribute, run, head_index(model, attribute, where), model)
 
 
-def validation_threshold(classifier: Classifier) -> dict[str, float]:
-    """The F1-maximising threshold of the classifier's head on its own validation split (the reference's)."""
+def validation_threshold(classifier: Classifier, calibration=None) -> dict[str, Any]:
+    """The F1-maximising threshold of the classifier's head on its own validation split (the reference's);
+    a pixel rule's is 0.5 by construction (its logit is positive exactly where the rule holds), after its
+    tolerance is calibrated if it is auto (``calibration()``: generated and real colour faces)."""
+    if classifier.run is None:
+        rule = classifier.model
+        found = rule.calibrate(*calibration()) if rule.auto else {"tolerance": rule.tolerance}
+        return {"threshold": 0.5, "rule": rule.describe()["rule"], **found}
     from facebias.debias.hyperplanes import f1_threshold
     from facebias.models.scoring import score_loader
     from facebias.runs import build_datamodule
@@ -222,7 +251,7 @@ def prepare_augmentation(cfg: DictConfig, identity: dict[str, str], train=None) 
     f_g = resolve_classifier(cfg, "protected", protected, identity, train)
     generator, generator_identity = build_stage_generator(cfg, datamodule)
     key_fields = {"version": STAGE_VERSION, "generator": generator_identity,
-                  "f_t": {**f_t.run.parent(), "head": f_t.head}, "f_g": {**f_g.run.parent(), "head": f_g.head},
+                  "f_t": f_t.identity(), "f_g": f_g.identity(),
                   "n_fit": int(d.n_fit), "n_augment": n_augment, "seed": int(d.seed), "C": float(d.C),
                   "min_sin2": float(d.min_sin2)}
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -235,15 +264,28 @@ def prepare_augmentation(cfg: DictConfig, identity: dict[str, str], train=None) 
         work = final.with_name(final.name + ".partial")
         work.mkdir(exist_ok=True)
         write_json_atomic(work / "key.json", key_fields)
-        meta = _build(work, generator, f_t, f_g, d, n_augment, target, protected)
+        meta = _build(work, generator, f_t, f_g, d, n_augment, target, protected,
+                      real_colour=lambda: _real_colour_faces(datamodule))
         meta.update({"key": key, "key_fields": key_fields})
         write_json_atomic(work / "meta.json", meta)
         work.rename(final)
     return AugmentedSet(final, meta)
 
 
+def _real_colour_faces(datamodule, n: int = 2000) -> np.ndarray:
+    """At most n real training faces that are not in the planted grayscale (the grayscale rule's reference)."""
+    faces, have = [], 0
+    for batch in datamodule.train_dataloader():
+        colour = batch["image"][~batch["gray"].bool()].numpy()
+        faces.append(colour)
+        have += len(colour)
+        if have >= n:
+            break
+    return np.concatenate(faces)[:n]
+
+
 def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfig, n_augment: int,
-           target: str, protected: str) -> dict[str, Any]:
+           target: str, protected: str, real_colour=None) -> dict[str, Any]:
     from facebias.debias.hyperplanes import (
         Hyperplane,
         fit_hyperplane,
@@ -255,8 +297,13 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
     started = time.time()
     models = {"t": f_t.model, "g": f_g.model}
     heads = {"t": f_t.head, "g": f_g.head}
+    def calibration() -> tuple[np.ndarray, np.ndarray]:  # the fitting faces (the same z as fit() below)
+        return generator.render(generator.sample(int(d.n_fit), int(d.seed)), batch_size=int(d.batch_size)), real_colour()
+
     thresholds = _cached_json(work / "thresholds.json",
-                              lambda: {"t": validation_threshold(f_t), "g": validation_threshold(f_g)})
+                              lambda: {"t": validation_threshold(f_t), "g": validation_threshold(f_g, calibration)})
+    if f_g.run is None:  # a pixel rule: its (calibrated) tolerance, also when resuming
+        f_g.model.tolerance = float(thresholds["g"]["tolerance"])
 
     def label(images: np.ndarray) -> dict[str, np.ndarray]:
         scores = {r: score_images(models[r], images, int(d.batch_size))[:, heads[r]] for r in "tg"}
@@ -297,7 +344,7 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
         "classifier_view": {  # what f_t and f_g say about the pairs
             "protected_flip_rate": float(np.mean(g_prime != g)), "target_keep_rate": float(np.mean(t_prime == t))},
         "composition": {"G(z)": _joint_rates(t, g), "G(z')": _joint_rates(t, 1 - g)},
-        "classifiers": {"target": str(f_t.run.run_dir), "protected": str(f_g.run.run_dir)},
+        "classifiers": {"target": f_t.source(), "protected": f_g.source()},
         "seconds": round(time.time() - started, 1),
     }
     if hasattr(generator, "true_attributes"):

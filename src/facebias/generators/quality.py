@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from facebias.data.bias import GRAYSCALE
+from facebias.data.transforms import GRAY_TOLERANCE
+
 log = logging.getLogger(__name__)
 
 MALE = "Male"
-GRAYSCALE = "grayscale"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # what torch-fidelity (torchmetrics' FID) loads
-GRAY_TOLERANCE = 6.0  # mean per-pixel channel spread (0..255) below which a face counts as grayscale
 
 
 # ------------------------------------------------------------------------------------------ pure functions
@@ -133,9 +134,11 @@ def pixel_features(images: np.ndarray, size: int = 8) -> np.ndarray:
 def grayscale_flags(images: np.ndarray, tolerance: float = GRAY_TOLERANCE) -> np.ndarray:
     """(n,) bool: the face is grayscale, i.e. its mean per-pixel channel spread (max - min, 0..255) is below
     ``tolerance`` (exactly 0 for the planted grayscale; SynthFaces' colour faces are far above)."""
-    x = np.asarray(images)
-    spread = x.max(axis=-1).astype(np.int16) - x.min(axis=-1).astype(np.int16)
-    return spread.reshape(len(x), -1).mean(axis=1) < tolerance
+    import torch
+
+    from facebias.data.transforms import channel_spread
+
+    return (channel_spread(torch.from_numpy(np.ascontiguousarray(images))) < tolerance).numpy()
 
 
 def attribute_rates(labels: Mapping[str, np.ndarray], male: str = MALE) -> dict[str, float]:
@@ -254,7 +257,7 @@ class GanQuality:
     def __init__(self, classifier_run: str | None = None, checkpoint: str = "best", n_samples: int = 1000,
                  n_final: int = 5000, k: int = 3, seed: int = 0, batch_size: int = 256,
                  separability: Callable | None = None, holdout: float = 0.2, true_fid: str | bool = "auto",
-                 pixel_size: int = 8, gray_tolerance: float = GRAY_TOLERANCE, classifier=None):
+                 pixel_size: int = 8, gray_tolerance: float | str = "auto", classifier=None):
         for name, value in (("n_samples", n_samples), ("n_final", n_final), ("k", k), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.quality.{name}={value!r} must be a positive int")
@@ -308,10 +311,11 @@ class GanQuality:
         table, concept = datamodule.table, getattr(datamodule, "concept", None)
         truth = {name: table.attr(name)[train.rows].astype(bool)
                  for name in self._label_names(table.attr_names) if name in table.attr_names}
+        ref: dict[str, Any] = {"images": images, "pixels": pixel_features(images, self.pixel_size)}
         if concept == GRAYSCALE:
             truth[GRAYSCALE] = np.asarray(train.gray).astype(bool)
-        ref: dict[str, Any] = {"images": images, "pixels": pixel_features(images, self.pixel_size),
-                               "true_rates": attribute_rates(truth), "grayscale": concept == GRAYSCALE}
+            ref["colour"] = images[~truth[GRAYSCALE][idx]]
+        ref["true_rates"] = attribute_rates(truth)
         if self.classifier is not None:
             ref["features"], ref["scores"] = self.classifier(images, self.batch_size, device)
         self._reference[key] = ref
@@ -321,13 +325,30 @@ class GanQuality:
         heads = self.classifier.heads if self.classifier is not None else [MALE]
         return [h for h in heads if h in available]
 
-    def _labels(self, scores: np.ndarray | None, images: np.ndarray, grayscale: bool) -> dict[str, np.ndarray]:
+    def _labels(self, scores: np.ndarray | None, images: np.ndarray, gray_tolerance: float | None = None,
+                ) -> dict[str, np.ndarray]:
+        """Head labels at 0.5, and grayscale (channel spread below ``gray_tolerance``) where one is given."""
         labels = {}
         if scores is not None:
             labels = {head: scores[:, i] > 0.5 for i, head in enumerate(self.classifier.heads)}
-        if grayscale:
-            labels[GRAYSCALE] = grayscale_flags(images, self.gray_tolerance)
+        if gray_tolerance is not None:
+            labels[GRAYSCALE] = grayscale_flags(images, gray_tolerance)
         return labels
+
+    def _tolerance(self, images: np.ndarray, colour: np.ndarray | None) -> float | None:
+        """The grayscale tolerance for generated faces of a grayscale-family set (None otherwise): as configured,
+        or (auto) the pixel rule calibrated on them, since a GAN's grayscale keeps a faint tint; capped at the
+        real colour photos' 1 % quantile of spread."""
+        if colour is None or self.gray_tolerance != "auto":
+            return None if colour is None else float(self.gray_tolerance)
+        if len(colour) < 2:
+            return GRAY_TOLERANCE
+        from facebias.models.rules import GrayscaleRule, GrayscaleRuleError
+
+        try:
+            return float(GrayscaleRule(None).calibrate(images, colour, strict=False)["tolerance"])
+        except GrayscaleRuleError:  # every face alike: no cut to make
+            return GRAY_TOLERANCE
 
     # -- the figures ------------------------------------------------------------------------------------------
     def evaluate(self, gan, datamodule, final: bool = False) -> dict[str, Any]:
@@ -351,9 +372,12 @@ class GanQuality:
             figures["cfid"] = frechet_distance(ref["features"], features)
             figures["precision"], figures["recall"] = knn_precision_recall(ref["features"], features, self.k)
         figures["quality"] = figures.get("cfid", figures["pixel_fd"])
-        generated = self._labels(scores, images, ref["grayscale"])
+        tolerance = self._tolerance(images, ref.get("colour"))
+        generated = self._labels(scores, images, tolerance)
         if generated:
-            reference = self._labels(ref.get("scores"), ref["images"], ref["grayscale"])
+            exact = None if tolerance is None else GRAY_TOLERANCE if self.gray_tolerance == "auto" \
+                else float(self.gray_tolerance)  # the planted grayscale of real photos is exact
+            reference = self._labels(ref.get("scores"), ref["images"], exact)
             figures["rates"] = {"generated": attribute_rates(generated), "train": attribute_rates(reference),
                                 "train_true": ref["true_rates"]}
             figures["separability"] = self._separability(z, generated)
@@ -369,7 +393,7 @@ class GanQuality:
                                "n_generated": int(len(images)), "n_train": int(len(ref["images"])), "k": self.k,
                                "seed": self.seed, "classifier_run": self.classifier_run,
                                "classifier_heads": self.classifier.heads if self.classifier is not None else [],
-                               "threshold": 0.5, "notes": notes}
+                               "threshold": 0.5, "gray_tolerance": tolerance, "notes": notes}
         return figures
 
     def _separability(self, z: np.ndarray, labels: Mapping[str, np.ndarray]) -> dict[str, float | None]:
