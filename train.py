@@ -17,7 +17,9 @@ def main(cfg: DictConfig) -> float | None:
 
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
-    return metric_value(metrics, name) if name else None  # what a sweeper (hparams_search) optimises
+    if not name or "val" not in metrics:  # debias.stage_only: nothing was trained
+        return None
+    return metric_value(metrics, name)  # what a sweeper (hparams_search) optimises
 
 
 if __name__ == "__main__":

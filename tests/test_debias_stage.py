@@ -161,6 +161,25 @@ def test_grayscale_is_labelled_by_the_pixel_rule_and_flipped_by_z_prime(debiased
     assert np.array_equal(grayscale_flags(images).astype(np.uint8)[: len(z)], labels["protected"][: len(z)])
 
 
+@pytest.mark.slow
+def test_stage_only_prepares_and_a_multi_process_job_refuses_to_train_classifiers(debiased, tmp_path, monkeypatch):
+    """debias.stage_only=true builds (here: reuses) the stage and trains no model; under plain multi-process DDP a
+    classifier the stage would have to train stops with how to prepare it in one process."""
+    _, _, _, data_dir = debiased
+    common = ["+experiment=debias_p80", *TINY, *SMALL, f"paths.data_dir={data_dir}"]
+    sets = sorted((data_dir / "debias").glob("augment-*[!k]"))
+    run_script("train.py", *common, "debias.stage_only=true", f"paths.root_dir={tmp_path / 'stage'}")
+    assert find_runs(tmp_path / "stage", "train") == []  # no training run recorded
+    assert list((tmp_path / "stage").rglob("augment/augment.csv"))  # but the stage's report is there
+    assert sorted((data_dir / "debias").glob("augment-*[!k]")) == sets  # and the cached set was reused
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    cfg = compose([*common, "seed=7", f"paths.data_dir={tmp_path / 'fresh'}"])
+    with pytest.raises(stage.DebiasConfigError, match=r"runs as 4 processes \(plain DDP\).*debias.stage_only=true"):
+        stage.resolve_classifier(cfg, "target", "Male", {"group": "g", "name": "n"}, train=lambda *a, **k: None)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert stage.processes() == 1
+
+
 def test_guard_rails_stop_before_anything_is_trained(tmp_path):
     base = ["+experiment=debias_p80", f"paths.data_dir={tmp_path}"]
     with pytest.raises(stage.DebiasConfigError, match=r"grayscale is not a latent attribute .*trained GAN"):

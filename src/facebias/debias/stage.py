@@ -164,6 +164,7 @@ def resolve_classifier(cfg: DictConfig, role: str, attribute: str, identity: dic
         if not finished:
             if train is None:
                 raise ValueError(f"no f_{role[0]} for {attribute}: name a run with debias.{role}_run=<dir>")
+            check_one_process(role, attribute)
             shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted training starts over
             log.info("training f_%s (%s) for the de-biasing stage into %s", role[0], attribute, run_dir)
             OmegaConf.update(sub, "paths.output_dir", str(run_dir))
@@ -195,6 +196,31 @@ def validation_threshold(classifier: Classifier, calibration=None) -> dict[str, 
     scores, targets = score_loader(classifier.model, datamodule.val_dataloader())
     found = f1_threshold(scores[:, classifier.head], targets[:, classifier.head].astype(np.int64))
     return {"threshold": float(found.threshold), "val_f1": float(found.f1)}
+
+
+def processes() -> int:
+    """How many processes run this job together (plain DDP: every SLURM task or torchrun worker runs train.py)."""
+    import os
+
+    for name in ("WORLD_SIZE", "SLURM_NTASKS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 1:
+            return int(value)
+    return 1
+
+
+def check_one_process(role: str, attribute: str) -> None:
+    """The stage trains its classifiers in one process. Under plain multi-process DDP every process would start
+    the same training (into the same cache dir) and a single-device training inside a DDP job can hang, so it
+    stops and says how to prepare the stage first; the augmented set itself is safe to build there (file lock:
+    one process renders, the others wait and reuse it)."""
+    n = processes()
+    if n > 1:
+        raise DebiasConfigError(
+            f"f_{role[0]} ({attribute}) is not trained yet and this job runs as {n} processes (plain DDP): prepare "
+            "the stage in one process first, with the same overrides plus `trainer=default debias.stage_only=true` "
+            "(trains f_t and f_g and builds the augmented set, then stops), or name debias.target_run / "
+            "debias.protected_run; this job then reuses them")
 
 
 # --------------------------------------------------------------------------------------------- the stage
