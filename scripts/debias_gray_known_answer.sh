@@ -17,7 +17,7 @@ if [ ! -f $GAN/metrics.json ]; then
   QUALITY=$([ -f $CLF/metrics.json ] && echo model.quality.classifier_run=$CLF || true)
   $PY train.py +experiment=gan_gray_p80 trainer.max_epochs=${GAN_EPOCHS:-20} $QUALITY $QUIET hydra.run.dir=$GAN
 fi
-$PY train.py -m +experiment=gray_p80 $QUIET hydra.sweep.dir=multirun/train/debias_gray_base
+[ -d multirun/train/debias_gray_base ] || $PY train.py -m +experiment=gray_p80 $QUIET hydra.sweep.dir=multirun/train/debias_gray_base
 base=$(ls -d multirun/train/debias_gray_base/*_gray_p80)
 $PY train.py -m +experiment=debias_gray_p80 debias.arm=control,debiased debias.target_run=$base \
     debias.generator.run=$GAN debias.generator.checkpoint=${GAN_CKPT:-best} $QUIET \
