@@ -180,6 +180,17 @@ def test_stage_only_prepares_and_a_multi_process_job_refuses_to_train_classifier
     assert stage.processes() == 1
 
 
+@pytest.mark.parametrize("baseline", ["p50", "p60", "p70", "p80", "p90", "gray_p80"])
+def test_each_debias_experiment_trains_on_its_baseline_s_real_data(baseline):
+    """The arms compare with the baseline at the same real data (N, P, concept, seed): only the generated rows
+    differ (a debias experiment that forgot gray_p80's n_train once trained on 15,814 real faces, not 4,800)."""
+    from omegaconf import OmegaConf
+
+    debias = "debias_" + baseline
+    a, b = (OmegaConf.to_container(compose([f"+experiment={name}"]).data, resolve=True) for name in (baseline, debias))
+    assert a == b
+
+
 def test_guard_rails_stop_before_anything_is_trained(tmp_path):
     base = ["+experiment=debias_p80", f"paths.data_dir={tmp_path}"]
     with pytest.raises(stage.DebiasConfigError, match=r"grayscale is not a latent attribute .*trained GAN"):
