@@ -159,8 +159,11 @@ def test_parallel_hyperplanes_stop_with_the_reason(sign: float) -> None:
     with pytest.raises(ParallelHyperplanesError, match="lower P"):
         perturb(z, Hyperplane(w, 0.0), Hyperplane(nearly / np.linalg.norm(nearly), 0.0))
     tilted = np.array([sign, 0.05, 0.0, 0.0])  # 1 - c^2 = 2.5e-3: allowed under a looser guard, and exact
-    with pytest.raises(ParallelHyperplanesError):  # but not under the default (0.05)
+    with pytest.raises(ParallelHyperplanesError):  # but not under the default (0.1)
         perturb(z, (w, 0.0), (tilted, 0.2))
+    gan_like = np.array([sign, 0.2434, 0.0, 0.0])  # c = 0.972, as measured with gan_gray_p80 (z' collapsed there)
+    with pytest.raises(ParallelHyperplanesError, match=r"1 - c\^2 = 5\.\d\de-02 < min_sin2 = 0\.1"):
+        perturb(z, (w, 0.0), (gan_like, 0.2))
     z_prime = perturb(z, (w, 0.0), (tilted, 0.2), min_sin2=1e-3)
     np.testing.assert_allclose(z_prime @ w, z @ w, rtol=1e-9)
     with pytest.raises(ParallelHyperplanesError):
