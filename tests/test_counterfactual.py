@@ -197,9 +197,9 @@ def test_bad_options_fail_before_any_work_with_the_fix():
     one_step = minimum_budget(0.05, 32)
     assert one_step == pytest.approx(0.05 * np.sqrt(31.34), rel=1e-3)  # median of chi2(32) = 31.34
     with pytest.raises(ValueError, match=r"counterfactual.budget=0.5 is smaller than one step can satisfy.*"
-                                         r"σ=0.2 in 32 latent dimensions has median length 1.12.*"
-                                         r"Raise counterfactual.budget well above 1.12"):
-        settings_of("counterfactual.budget=0.5")  # the default sigma
+                                         r"σ=0.4 in 32 latent dimensions has median length 2.24.*"
+                                         r"Raise counterfactual.budget well above 2.24"):
+        settings_of("counterfactual.budget=0.5")  # the default sigma (0.4 x sqrt(31.34) = 2.24)
     settings_of("counterfactual.budget=0.5", "counterfactual.sigma=0.05")  # 0.28 per step: fine
     with pytest.raises(ValueError, match=r"budget=0.5 is smaller than one step.*in 8 latent dimensions"):
         settings_of("counterfactual.budget=0.5", "counterfactual.sigma=0.3",

@@ -139,7 +139,8 @@ def test_grayscale_is_labelled_by_the_pixel_rule_and_flipped_by_z_prime(debiased
     _, _, _, data_dir = debiased
     (f_t,) = [d for d in find_runs(data_dir / "debias" / "classifiers", "train")
               if json.loads((d / "run.json").read_text())["config"]["data"]["targets"] == ["Male"]]
-    cfg = compose(["+experiment=debias_gray_p80", *TINY, *SMALL, "debias.n_fit=3000", "debias.generator.run=a-gan-run",
+    cfg = compose(["+experiment=debias_gray_p80", *TINY, *SMALL, "data.n_train=null", "debias.n_fit=3000",
+                   "debias.generator.run=a-gan-run",
                    f"debias.target_run={f_t}", f"paths.data_dir={data_dir}"])
     renderer, _ = stage.build_stage_generator(compose(["+experiment=debias_p80", *TINY, f"paths.data_dir={data_dir}"]),
                                               _datamodule(cfg))
