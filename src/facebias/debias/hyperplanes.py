@@ -229,7 +229,8 @@ def perturb(z: np.ndarray, target_plane, protected_plane, min_sin2: float = MIN_
         raise ParallelHyperplanesError(
             f"the target and protected hyperplanes are (anti)parallel: c = w_g.w_t = {c:+.6f}, 1 - c^2 = "
             f"{sin2:.2e} < min_sin2 = {min_sin2:g}. The target classifier has become a protected-attribute "
-            "detector (as at P = 100, or on a generator's faces whose target labels follow the protected attribute): no z' can flip the protected attribute while keeping the target, and "
+            "detector (as at P = 100, or on a generator's faces whose target labels follow the protected "
+            "attribute): no z' can flip the protected attribute while keeping the target, and "
             "z' would be pushed towards infinity. Train the target classifier on less biased data (lower P), "
             "or choose another protected attribute; lower min_sin2 only if you accept very distant z'."
         )

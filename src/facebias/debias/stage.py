@@ -323,8 +323,17 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
     started = time.time()
     models = {"t": f_t.model, "g": f_g.model}
     heads = {"t": f_t.head, "g": f_g.head}
-    def calibration() -> tuple[np.ndarray, np.ndarray]:  # the fitting faces (the same z as fit() below)
-        return generator.render(generator.sample(int(d.n_fit), int(d.seed)), batch_size=int(d.batch_size)), real_colour()
+    fitting: dict[str, np.ndarray] = {}
+
+    def fitting_faces() -> tuple[np.ndarray, np.ndarray]:
+        """The fitting latents and their faces, rendered once (the grayscale rule's calibration and fit())."""
+        if not fitting:
+            fitting["z"] = generator.sample(int(d.n_fit), int(d.seed))
+            fitting["faces"] = generator.render(fitting["z"], batch_size=int(d.batch_size))
+        return fitting["z"], fitting["faces"]
+
+    def calibration() -> tuple[np.ndarray, np.ndarray]:  # the fitting faces and real colour photos
+        return fitting_faces()[1], real_colour()
 
     thresholds = _cached_json(work / "thresholds.json",
                               lambda: {"t": validation_threshold(f_t), "g": validation_threshold(f_g, calibration)})
@@ -338,8 +347,8 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
 
     # steps 2-3: label G(z) of the fitting latents, fit the hyperplanes
     def fit() -> dict[str, Any]:
-        z_fit = generator.sample(int(d.n_fit), int(d.seed))
-        labels = label(generator.render(z_fit, batch_size=int(d.batch_size)))
+        z_fit, faces = fitting_faces()
+        labels = label(faces)
         planes = {r: fit_hyperplane(z_fit, labels[r], C=float(d.C), seed=int(d.seed)) for r in "tg"}
         return {r: planes[r].to_dict() for r in "tg"} | {
             "positive_rate": {r: float(labels[r].mean()) for r in "tg"},

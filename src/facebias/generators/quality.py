@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from facebias.data.bias import GRAYSCALE
-from facebias.data.transforms import GRAY_TOLERANCE
+from facebias.data.transforms import GRAY_TOLERANCE, channel_spread
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,6 @@ def grayscale_flags(images: np.ndarray, tolerance: float = GRAY_TOLERANCE) -> np
     """(n,) bool: the face is grayscale, i.e. its mean per-pixel channel spread (max - min, 0..255) is below
     ``tolerance`` (exactly 0 for the planted grayscale; SynthFaces' colour faces are far above)."""
     import torch
-
-    from facebias.data.transforms import channel_spread
 
     return (channel_spread(torch.from_numpy(np.ascontiguousarray(images))) < tolerance).numpy()
 
@@ -375,9 +373,10 @@ class GanQuality:
         tolerance = self._tolerance(images, ref.get("colour"))
         generated = self._labels(scores, images, tolerance)
         if generated:
-            exact = None if tolerance is None else GRAY_TOLERANCE if self.gray_tolerance == "auto" \
-                else float(self.gray_tolerance)  # the planted grayscale of real photos is exact
-            reference = self._labels(ref.get("scores"), ref["images"], exact)
+            real_tolerance = None  # the planted grayscale of real photos is exact: no calibration
+            if tolerance is not None:
+                real_tolerance = GRAY_TOLERANCE if self.gray_tolerance == "auto" else tolerance
+            reference = self._labels(ref.get("scores"), ref["images"], real_tolerance)
             figures["rates"] = {"generated": attribute_rates(generated), "train": attribute_rates(reference),
                                 "train_true": ref["true_rates"]}
             figures["separability"] = self._separability(z, generated)

@@ -82,15 +82,15 @@ class GrayscaleRule(nn.Module):
         floor = float(np.quantile(colour, quantile))
         found = {"tolerance": threshold, "otsu_eta": eta, "generated_gray_rate": float(np.mean(spread < threshold)),
                  "real_colour_quantile": floor, "quantile": quantile}
-        if threshold >= floor and not strict:
+        if threshold >= floor:
+            if strict:
+                raise GrayscaleRuleError(
+                    f"the generated faces do not split into grayscale and colour by channel spread: Otsu's "
+                    f"threshold {threshold:.1f} is at or above the spread of {quantile:.0%} of the real colour "
+                    f"photos ({floor:.1f}); train the GAN longer (its grayscale faces should have a spread well "
+                    "below the colour ones) or set debias.grayscale_tolerance=<a spread> by hand")
             threshold = floor
             found.update(tolerance=floor, generated_gray_rate=float(np.mean(spread < floor)), capped=True)
-        elif threshold >= floor:
-            raise GrayscaleRuleError(
-                f"the generated faces do not split into grayscale and colour by channel spread: Otsu's threshold "
-                f"{threshold:.1f} is at or above the spread of {quantile:.0%} of the real colour photos "
-                f"({floor:.1f}); train the GAN longer (its grayscale faces should have a spread well below the "
-                "colour ones) or set debias.grayscale_tolerance=<a spread> by hand")
         self.tolerance = threshold
         return found
 

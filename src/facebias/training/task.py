@@ -138,13 +138,13 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
 
     check_config(cfg)
     quiet_known_warnings()
-    if cfg.get("debias") and cfg.debias.get("stage_only"):
-        return stage_only(cfg, out, identity)
     started = time.time()
     lead = rank_zero_only.rank == 0  # plain ddp: this process's rank (SLURM_PROCID, RANK, LOCAL_RANK); else 0
     out = Path(out) if out is not None else output_dir()
     out.mkdir(parents=True, exist_ok=True)
     identity = identity or run_identity(cfg)  # evaluate.py and the analyses log into the same group
+    if cfg.get("debias") and cfg.debias.get("stage_only"):
+        return stage_only(cfg, out, identity)
     record = RunRecord(kind=TRAIN, status="running", config=plain_config(cfg), wandb=identity,
                        checkpoints={"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"},
                        result="metrics.json")
@@ -202,16 +202,12 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
     return metrics
 
 
-def stage_only(cfg: DictConfig, out: Path | None, identity: dict[str, str] | None) -> dict[str, Any]:
+def stage_only(cfg: DictConfig, out: Path, identity: dict[str, str]) -> dict[str, Any]:
     """``debias.stage_only=true``: f_t, f_g and the augmented set, then stop (no training run is recorded): how a
     multi-process DDP job's stage is prepared in one process first (facebias.debias.stage.check_one_process)."""
     from facebias.reporting.console import get_logger
-    from facebias.reporting.wandb import run_identity
-    from facebias.runs import output_dir
 
-    out = Path(out) if out is not None else output_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    augmented = augment_stage(cfg, out, identity or run_identity(cfg))
+    augmented = augment_stage(cfg, out, identity)
     get_logger(__name__).info("debias.stage_only: the augmented set is ready at %s (%s); no model trained",
                               augmented.path, out / "augment")
     return {"augmented": {"path": str(augmented.path), "key": augmented.meta.get("key")}}
