@@ -46,9 +46,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def run_measures(dissect_dir: Path, regions_dir: Path, root: Path) -> list[dict]:
     """One row per (family, P, seed): D1-D3 from the dissection sweep, R1-R2 from the regions sweep."""
     runs: dict[tuple, dict] = defaultdict(dict)
-    for row in read_csv(dissect_dir / "dissect_sweep.csv"):
-        if row["layer"] != "all":
-            continue
+    for row in read_csv(dissect_dir / "dissect_sweep_totals.csv"):  # one row per run: its layers' totals
         key = (row["family"], float(row["P"]), int(row["train_seed"]))
         layers = json.loads((root / row["dissect_dir"] / "dissect.json").read_text())["layers"]
         runs[key].update({
