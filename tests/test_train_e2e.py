@@ -132,3 +132,38 @@ def test_optuna_search_runs_trials_and_records_the_best(tmp_path, data_dir):
     best = yaml.safe_load(results.read_text())
     assert best["name"] == "optuna" and "model.optimizer.lr" in best["best_params"]
     assert best["best_value"] == pytest.approx(max(aps))  # direction: maximize, val/AP as train.py returns it
+
+
+def test_cells_split_by_the_protected_attribute_when_nothing_is_planted(tmp_path, data_dir):
+    """The reference's setting (an attribute classifier, protected Male, no concept: debias_attr's): metrics.json's
+    cells are Smiling x Male, equal to accuracies recomputed here from the best checkpoint and the label table
+    (they used to be split by the absent concept: every face in one group, half the cells empty)."""
+    from omegaconf import OmegaConf
+
+    from facebias.data.datamodule import FaceDataModule
+    from facebias.models.classifier import AttributeClassifier
+
+    run_train(tmp_path, data_dir, "data.targets=[Smiling]", "data.protected=Male", "data.concept=null")
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["cells_by"] == "Male"
+    data = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml").data, resolve=True)
+    data.pop("_target_")
+    datamodule = FaceDataModule(**data)
+    datamodule.setup()
+    rows = datamodule.splits.test.rows
+    smiling, male = datamodule.table.attr("Smiling")[rows], datamodule.table.attr("Male")[rows]
+    model = AttributeClassifier.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=True,
+                                                     map_location="cpu").eval()
+    scores = []
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            scores.append(torch.sigmoid(model(model.preprocess(batch)["image"].float()))[:, 0])
+    correct = (torch.cat(scores).numpy() > 0.5) == (smiling == 1)
+    for t in (0, 1):
+        for g in (0, 1):
+            members = (smiling == t) & (male == g)
+            cell = metrics["test_cells"][f"y{t}_c{g}"]
+            assert cell["count"] == members.sum() > 0
+            assert abs(cell["accuracy"] - correct[members].mean()) < 1e-9, (t, g)
+    assert metrics["test_gap"]["gap"] is not None

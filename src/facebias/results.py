@@ -104,6 +104,7 @@ class TrainingMetrics(TypedDict, total=False):
     precision: str  # what trained the model (e.g. bf16-mixed, 32-true); every score here is fp32
     val: dict[str, float]  # AP (mean over heads), AP_<head>, acc_<head>, acc, acc_y1_c1 ..., gap ...
     test: dict[str, float]
+    cells_by: str | None  # what c splits: the planted concept, else the protected attribute (datamodule.cell_column)
     test_cells: dict[str, CellAccuracy]
     test_gap: StereotypeGap
     seconds: float

@@ -148,9 +148,8 @@ def analyse(run: TrainedRun, datamodule, predictions: dict[str, dict[str, np.nda
             f"Male is a target: {run.targets}); the fairness metrics compare two groups: pass "
             "data.protected=<attribute> to evaluate.py")
     train = datamodule.dataset("train")
-    has_concept = run.concept is not None
-    cell_key, cell_by = ("concept", run.concept) if has_concept else ("protected", protected)
-    train_cells = train.concept if has_concept else train.protected
+    cell_key, cell_by = datamodule.cell_column, datamodule.cell_attribute  # the concept, else the protected one
+    train_cells = getattr(train, cell_key)
     heads = evaluate_heads(run.targets, predictions["val"], predictions["test"], train.targets, train_cells,
                            cell_key, n_bootstrap, seed, protected, train_protected=train.protected)
     result: dict[str, Any] = {"protected": protected, "cell_by": cell_by, "heads": heads, "categories": None}

@@ -179,6 +179,18 @@ class FaceDataModule(pl.LightningDataModule):
             return split.concept
         return self.table.attr(self.protected)[split.rows]
 
+    @property
+    def cell_column(self) -> str:
+        """The batch column that splits the per-cell accuracies and the gap: the planted concept where there is
+        one (the target x concept cells of the controlled experiments), else the protected attribute (target x
+        group, the reference's cells: e.g. Smiling x Male)."""
+        return "concept" if self.concept is not None else "protected"
+
+    @property
+    def cell_attribute(self) -> str | None:
+        """The name of what cell_column holds (the concept or the protected attribute)."""
+        return self.concept if self.concept is not None else self.protected
+
     def dataset(self, split: str) -> FaceBatches:
         self.setup()
         return self._datasets[split]

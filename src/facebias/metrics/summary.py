@@ -15,11 +15,12 @@ from facebias.metrics.cells import cell_accuracy, stereotype_gap
 
 
 def summarize_predictions(pred: dict[str, np.ndarray], targets: Sequence[str], threshold: float = 0.5,
-                          ) -> dict[str, float]:
+                          cell_column: str = "concept") -> dict[str, float]:
     """AP (mean over heads and per head), accuracy, per-cell accuracy and the stereotype gap of head 0.
 
-    `pred` holds `score` and `target` (n, T) and `concept` (n,). A head whose targets hold a single class
-    has AP nan; `AP` is the mean over the heads where it is defined (nan when none is).
+    `pred` holds `score` and `target` (n, T) and the cells' group column `cell_column` (n,): the data module's
+    `cell_column` (the concept, else the protected attribute). A head whose targets hold a single class has AP
+    nan; `AP` is the mean over the heads where it is defined (nan when none is).
     """
     scores, y = pred["score"], pred["target"].astype(int)
     out: dict[str, float] = {}
@@ -31,7 +32,7 @@ def summarize_predictions(pred: dict[str, np.ndarray], targets: Sequence[str], t
         aps.append(ap)
     out["AP"] = float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
     out["acc"] = out[f"acc_{targets[0]}"]
-    cells = cell_accuracy((scores[:, 0] > threshold).astype(int), y[:, 0], pred["concept"].astype(int))
+    cells = cell_accuracy((scores[:, 0] > threshold).astype(int), y[:, 0], pred[cell_column].astype(int))
     for key, value in flatten_cells(cells).items():
         out[key] = value
     out.update({f"gap_{k}" if k != "gap" else "gap": v for k, v in stereotype_gap(cells).items()

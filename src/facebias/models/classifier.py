@@ -139,7 +139,8 @@ class AttributeClassifier(pl.LightningModule):
             gathered = self._gather_ranks(gathered)
         loss = float(self.loss(gathered["logit"], gathered["target"]))
         gathered = {k: v.numpy() for k, v in gathered.items()}
-        metrics = summarize_predictions(gathered, self.targets, threshold=0.5)
+        cell_column = getattr(self.trainer.datamodule, "cell_column", "concept")
+        metrics = summarize_predictions(gathered, self.targets, threshold=0.5, cell_column=cell_column)
         # every rank now holds the same numbers: a max over ranks keeps them exactly (and marks them synced)
         sync = {"sync_dist": True, "reduce_fx": "max"} if distributed else {}
         finite = {f"{stage}/{k}": float(v) for k, v in metrics.items() if np.isfinite(v) and k != "AP"}

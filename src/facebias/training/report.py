@@ -72,7 +72,9 @@ def print_summary(output_dir: Path, metrics: dict[str, Any], sync_command: str |
     notes = []
     cells = metrics.get("test_cells") or {}
     if cells:
-        notes.append(f"test accuracy per cell (threshold {threshold:g}; evaluate.py reports the calibrated "
+        by = f"y = {metrics['data'].get('targets', ['target'])[0]}, c = {metrics['cells_by']}; " \
+            if metrics.get("cells_by") else ""
+        notes.append(f"test accuracy per cell ({by}threshold {threshold:g}; evaluate.py reports the calibrated "
                      "threshold): " + ", ".join(f"{k} {100 * v['accuracy']:.1f}% (n={v['count']})"
                                                  for k, v in cells.items() if isinstance(v, dict)))
     notes += [f"data: {metrics['data']['summary']}", f"run dir: {output_dir}  ({metrics.get('seconds', '?')} s)",

@@ -280,10 +280,12 @@ def final_metrics(cfg, trainer, model, datamodule, out: Path) -> dict[str, Any]:
     for split in splits:
         loader = getattr(datamodule, f"{split}_dataloader")()
         pred = predict_here(loader)
-        metrics[split] = summarize_predictions(pred, list(cfg.data.targets), threshold=0.5)
+        metrics[split] = summarize_predictions(pred, list(cfg.data.targets), threshold=0.5,
+                                               cell_column=datamodule.cell_column)
         if split == "test":
             scores = (pred["score"][:, 0] > 0.5).astype(int)
-            cells = cell_accuracy(scores, pred["target"][:, 0].astype(int), pred["concept"].astype(int))
+            cells = cell_accuracy(scores, pred["target"][:, 0].astype(int), pred[datamodule.cell_column].astype(int))
+            metrics["cells_by"] = datamodule.cell_attribute
             metrics["test_cells"] = cells
             metrics["test_gap"] = stereotype_gap(cells)
     return metrics
