@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_dissect.py --n 5000 --layers layer4
     .venv/bin/python bench/bench_dissect.py --n 5000 --layers layer4 layer3 --source synthfaces
+    .venv/bin/python bench/bench_dissect.py --n 2000 --source synthfaces   # also: the 68-point dictionary of 2,000 faces
 
 Faces: SynthFaces renders when the package is there (``--source auto``, the default; the render
 time is reported apart), or random images with Face Dictionary masks from random plausible
@@ -37,16 +38,20 @@ def random_faces(n: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray
     return images, random_landmarks(n, seed=seed), attrs
 
 
-def synthfaces_faces(n: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
+def synthfaces_faces(n: int, size: int, seed: int, points: int = 68) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
     from facebias.data import synthfaces
+    from facebias.data.synthfaces.render import build_model, face_parameters, landmarks68_from_parameters
 
     start = time.perf_counter()
-    faces = synthfaces.render(synthfaces.sample_latents(n, seed=seed), with_masks=False)
+    z = synthfaces.sample_latents(n, seed=seed)
+    faces = synthfaces.render(z, with_masks=False)
+    # the exact 68 points, as dissect.py reads them for SynthFaces (load_landmarks68)
+    landmarks = landmarks68_from_parameters(face_parameters(z, build_model())) if points == 68 else faces.landmarks
     print(f"rendered {n} SynthFaces in {time.perf_counter() - start:.1f} s (not part of any timing below)")
     crop = faces.images[:, CROP_TOP:CROP_BOTTOM, CROP_LEFT:CROP_RIGHT].permute(0, 3, 1, 2).float() / 255
     images = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     attrs = {name: faces.attrs[:, i].numpy() for i, name in enumerate(synthfaces.ATTRIBUTE_NAMES)}
-    return (images - 0.5) / 0.25, faces.landmarks.numpy(), attrs
+    return (images - 0.5) / 0.25, landmarks.numpy(), attrs
 
 
 def _timed(work, device: str, keep: bool = False):
@@ -74,6 +79,8 @@ def main() -> None:
         default="auto",
         help="auto: SynthFaces when facebias.data.synthfaces imports, else random images",
     )
+    parser.add_argument("--landmarks", type=int, choices=[5, 68], default=68,
+                        help="SynthFaces source: the Face Dictionary from its exact 68 points (dissect.py's default) or 5")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-cache", action="store_true", help="force the second pass to re-run the model")
     parser.add_argument("--seed", type=int, default=0)
@@ -82,8 +89,10 @@ def main() -> None:
 
     if args.source == "auto":
         args.source = "synthfaces" if importlib.util.find_spec("facebias.data.synthfaces") else "random"
-    make = synthfaces_faces if args.source == "synthfaces" else random_faces
-    images, landmarks, attrs = make(args.n, args.size, args.seed)
+    if args.source == "synthfaces":
+        images, landmarks, attrs = synthfaces_faces(args.n, args.size, args.seed, args.landmarks)
+    else:
+        images, landmarks, attrs = random_faces(args.n, args.size, args.seed)
     start = time.perf_counter()
     dictionary = face_dictionary(landmarks, attrs, mask_size=args.mask_size)
     masks = dictionary.masks
@@ -132,7 +141,8 @@ def main() -> None:
     print(
         f"faces {args.n} at {args.size}x{args.size}, masks {args.mask_size}x{args.mask_size}, batch {args.batch}"
     )
-    print(f"face dictionary ({len(dictionary.concepts)} concepts): {dictionary_s:.2f} s")
+    print(f"face dictionary ({len(dictionary.concepts)} concepts, {landmarks.shape[1]} points, {args.n} faces): "
+          f"{dictionary_s:.2f} s ({args.n / dictionary_s:.0f} faces/s)")
     print(
         f"forward pass alone:      wall {forward_s:.2f} s ({args.n / forward_s:.0f} img/s), cpu {forward_cpu:.2f} s"
     )
