@@ -6,7 +6,10 @@
 # beside the renderer's true attributes, for the classifier-vs-truth agreement.
 # Settings (env): STARTS (128), K, SIGMA, STEPS, BUDGET (default: the analysis config's), SEED (0), RUNS (the
 # model P and direction of each search, default "100:raise 100:lower 50:raise 50:lower"), TAG (output suffix).
+# GENERATOR: a GAN run dir to search in its latent space instead of the SynthFaces renderer (no truth from z then:
+# the classifiers code the searches).
 # The README's confirmatory run: K=64 SIGMA=0.4 STEPS=10 BUDGET=14 SEED=1 RUNS="100:raise 100:lower 50:raise" TAG=_s04
+# With the GAN: GENERATOR=outputs/train/gan SEED=1 RUNS="100:raise 50:raise" TAG=_gan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,9 +21,11 @@ for option in K:k SIGMA:sigma STEPS:steps BUDGET:budget; do
   name=${option%%:*}; value=${!name:-}
   if [ -n "$value" ]; then SETTINGS="$SETTINGS counterfactual.${option#*:}=$value"; fi
 done
+GEN=()
+[ -z "${GENERATOR:-}" ] || GEN=("counterfactual.generator={kind: gan, run: $GENERATOR}")
 for spec in ${RUNS:-100:raise 100:lower 50:raise 50:lower}; do
   P=${spec%%:*}; DIR=${spec#*:}
   run=$(ls -d multirun/train/eyeglasses_sweep/*_p$P)
-  $PY dissect.py analysis=counterfactual run=$run counterfactual.direction=$DIR $SETTINGS \
+  $PY dissect.py analysis=counterfactual run=$run counterfactual.direction=$DIR $SETTINGS "${GEN[@]}" \
       "counterfactual.coders=[$CODER]" hydra.run.dir=outputs/dissect/counterfactual_p${P}_$DIR${TAG:-}
 done
