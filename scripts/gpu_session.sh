@@ -5,6 +5,8 @@
 # H100), then the GAN throughput bench. Needs facebias's requirements (wandb is not needed: logger=none).
 #   bash scripts/gpu_session.sh                # OUT=outputs/gpu_session, BUDGET=560 s
 # TINY=1 runs the same commands at toy sizes on any CPU (a check of this script).
+# GAN_ARGS: more overrides for the GAN, e.g. the untried remedy for its Male-rate shortfall (README "A face GAN"):
+#   GAN_ARGS="trainer.max_epochs=60 model.g_width=64 model.d_width=64" bash scripts/gpu_session.sh
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 WANDB_MODE=disabled
@@ -29,7 +31,7 @@ echo "quality_clf rc=$? at ${SECONDS}s"
 LEFT=$((BUDGET - SECONDS - 120))   # the final quality pass, the bench and packing after fit stops
 [ $LEFT -lt 30 ] && LEFT=30
 timeout $((LEFT + 120)) $PY train.py +experiment=gan model.quality.classifier_run=$RUNS/quality_clf trainer.precision=32-true \
-  "+trainer.max_time={seconds:$LEFT}" $GAN_SIZE $Q hydra.run.dir=$RUNS/gan > "$OUT/gan.log" 2>&1
+  "+trainer.max_time={seconds:$LEFT}" $GAN_SIZE ${GAN_ARGS:-} $Q hydra.run.dir=$RUNS/gan > "$OUT/gan.log" 2>&1
 echo "gan rc=$? at ${SECONDS}s (max_time ${LEFT}s)"; grep "GAN quality (best" "$OUT/gan.log"
 timeout 90 $PY bench/bench_gan.py $GAN_BENCH --data-dir "$DATA/gan_bench" > "$OUT/bench_gan.log" 2>&1
 echo "bench_gan rc=$? at ${SECONDS}s"; grep "pipeline/ceiling" "$OUT/bench_gan.log"
