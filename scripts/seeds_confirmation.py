@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facebias.analyses.units import spearman
+from facebias.analyses.units import spearman, spearman_of_means
 from facebias.reporting.files import write_csv
 from facebias.reporting.plots import FAMILY_COLOURS, pyplot, save_figure
 
@@ -73,7 +73,7 @@ def criteria(rows: list[dict]) -> list[dict]:
                         and (seeds is None or r["seed"] in seeds)]
                 means = {p: float(np.mean([r[measure] for r in mine if r["P"] == p])) for p in PS
                          if any(r["P"] == p for r in mine)}
-                rho, p_value = spearman(list(means), list(means.values()))
+                rho, p_value = spearman_of_means([(r["P"], r[measure]) for r in mine])
                 rho_runs, _ = spearman([r["P"] for r in mine], [r[measure] for r in mine])
                 holds = None if rho is None else {"rho>=": rho >= bound, "rho<=": rho <= bound,
                                                   "|rho|<=": abs(rho) <= bound}[kind]

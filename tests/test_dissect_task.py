@@ -138,8 +138,25 @@ def test_sweep_rows_and_spearman_rho_by_hand(tmp_path):
     assert rho[("grayscale", "grayscale_biased", "b")]["rho"] == pytest.approx(1.0)
     assert rho[("grayscale", "grayscale_biased", "b")]["p_value"] is None  # two points: no p-value
     assert rho[("grayscale", "eye_detectors", ALL_LAYERS)]["rho"] is None  # constant 0: undefined
+    assert rho[("eyeglasses", "eye_detectors", ALL_LAYERS)]["rho_means"] == pytest.approx(0.8)  # one run per P
     assert ("eyeglasses", "grayscale_biased", "a") not in rho  # no grayscale group in that family
     assert spearman([1, 2, 3], [3, 2, 1])[0] == pytest.approx(-1.0)
+
+
+def test_spearman_over_per_p_means_with_seeds_by_hand(tmp_path):
+    """Several seeds per P: rho over the runs counts seed noise as disagreement, rho_means reads the trend."""
+    counts = {50: (0, 2), 60: (1, 0), 70: (3, 1), 80: (2, 4)}  # per-P means 1, 0.5, 2, 3 -> ranks 2, 1, 3, 4
+    entries = [(tmp_path / f"{p}_{seed}", _fake_dissection("eyeglasses", "Eyeglasses", p, {"a": n}, seed=seed))
+               for p, pair in counts.items() for seed, n in enumerate(pair)]
+    (total,) = [c for c in spearman_rows(sweep_rows(entries)) if c["measure"] == "eye_detectors"
+                and c["layer"] == ALL_LAYERS]
+    # ranks of the means 2, 1, 3, 4 against 1, 2, 3, 4: 1 - 6 * (1 + 1 + 0 + 0) / (4 * 15) = 0.8
+    assert total["rho_means"] == pytest.approx(0.8) and total["runs"] == 8 and total["P_values"] == 4
+    # over the 8 runs (values 0 2 1 0 3 1 2 4, average ranks for ties) Pearson of ranks, computed independently
+    p_ranks = np.array([1.5, 1.5, 3.5, 3.5, 5.5, 5.5, 7.5, 7.5])
+    v_ranks = np.array([1.5, 5.5, 3.5, 1.5, 7, 3.5, 5.5, 8])
+    assert total["rho"] == pytest.approx(np.corrcoef(p_ranks, v_ranks)[0, 1])
+    assert total["rho"] < total["rho_means"]
 
 
 def test_options_are_checked_before_anything_runs(tmp_path):

@@ -379,8 +379,19 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, floa
     return rho, (p if np.isfinite(p) else None)
 
 
+def spearman_of_means(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """Spearman's rho (and p) between P and the mean of the values at each P: with several seeds per P, the
+    statistic a known answer such as "rises with P" is read from (over the runs, seed noise at one P counts as
+    disagreement); with one run per P it equals the rho over the runs."""
+    values: dict[float, list[float]] = {}
+    for p, value in points:
+        values.setdefault(float(p), []).append(float(value))
+    return spearman(list(values), [float(np.mean(v)) for v in values.values()])
+
+
 def spearman_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """rho(measure, P) per family, measure and layer over the runs (each run one point: seeds count)."""
+    """rho(measure, P) per family, measure and layer over the runs (each run one point: seeds count), and over
+    the per-P means (rho_means)."""
     out = []
     families = list(dict.fromkeys(str(r["family"]) for r in rows if r["P"] is not None))
     for family in families:
@@ -392,9 +403,10 @@ def spearman_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 if not points:
                     continue
                 rho, p = spearman([p for p, _ in points], [v for _, v in points])
+                rho_means, p_means = spearman_of_means(points)
                 out.append({"family": family, "measure": measure, "seed_measure": measure == mine[0]["measure"],
                             "layer": layer, "runs": len(points), "P_values": len({p for p, _ in points}),
-                            "rho": rho, "p_value": p})
+                            "rho": rho, "p_value": p, "rho_means": rho_means, "p_value_means": p_means})
     return out
 
 
