@@ -105,7 +105,7 @@ class RegionExplanation(Analysis):
 
     def summarize(self, results: Sequence[Result], skipped: Sequence[Mapping[str, str]],
                   settings: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-        from facebias.analyses.units import spearman, spearman_of_means
+        from facebias.analyses.units import trend
 
         started = time.time()
         rows = sweep_rows([(r.dir, r.payload) for r in results], ctx.option("paths.root_dir"))
@@ -114,11 +114,7 @@ class RegionExplanation(Analysis):
             for region in dict.fromkeys(r["region"] for r in rows):
                 points = [(float(r["P"]), r["score"]) for r in rows if str(r["family"]) == family
                           and r["region"] == region and r["P"] is not None and r["score"] is not None]
-                rho, p = spearman([p for p, _ in points], [s for _, s in points])
-                rho_means, p_means = spearman_of_means(points)
-                correlations.append({"family": family, "region": region, "runs": len(points),
-                                     "P_values": len({p for p, _ in points}), "rho": rho, "p_value": p,
-                                     "rho_means": rho_means, "p_value_means": p_means})
+                correlations.append({"family": family, "region": region, **trend(points)})
         out = ctx.out
         write_csv(out / "regions_sweep.csv", rows, SWEEP_COLUMNS)
         write_csv(out / "regions_spearman.csv", correlations)

@@ -389,6 +389,15 @@ def spearman_of_means(points: Sequence[tuple[float, float]]) -> tuple[float | No
     return spearman(list(values), [float(np.mean(v)) for v in values.values()])
 
 
+def trend(points: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """The columns of a sweep's rho table for (P, value) points: runs, distinct P, rho and p over the runs and
+    over the per-P means."""
+    rho, p = spearman([p for p, _ in points], [v for _, v in points])
+    rho_means, p_means = spearman_of_means(points)
+    return {"runs": len(points), "P_values": len({p for p, _ in points}), "rho": rho, "p_value": p,
+            "rho_means": rho_means, "p_value_means": p_means}
+
+
 def spearman_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """rho(measure, P) per family, measure and layer over the runs (each run one point: seeds count), and over
     the per-P means (rho_means)."""
@@ -402,11 +411,8 @@ def spearman_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                           if r["layer"] == layer and r[measure] is not None]
                 if not points:
                     continue
-                rho, p = spearman([p for p, _ in points], [v for _, v in points])
-                rho_means, p_means = spearman_of_means(points)
                 out.append({"family": family, "measure": measure, "seed_measure": measure == mine[0]["measure"],
-                            "layer": layer, "runs": len(points), "P_values": len({p for p, _ in points}),
-                            "rho": rho, "p_value": p, "rho_means": rho_means, "p_value_means": p_means})
+                            "layer": layer, **trend(points)})
     return out
 
 
