@@ -33,6 +33,19 @@ class RunAsGan:
         return self.generator.render(z.numpy(), batch_size=batch_size)
 
 
+def score_shares(quality: GanQuality, gan: RunAsGan, datamodule, n: int, bins: int) -> dict:
+    """Per head: the share of the (same) generated and training faces evaluate() scored, in equal score bins."""
+    import numpy as np
+
+    train_scores = quality.reference(datamodule, n)["scores"]  # cached by evaluate(): the same training faces
+    _, scores = quality.classifier(gan.generate(gan.sample_latents(n, quality.seed)), quality.batch_size)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return {head: {"edges": edges.round(6).tolist(),
+                   "generated": (np.histogram(scores[:, i], edges)[0] / len(scores)).round(4).tolist(),
+                   "train": (np.histogram(train_scores[:, i], edges)[0] / len(train_scores)).round(4).tolist()}
+            for i, head in enumerate(quality.classifier.heads)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
@@ -41,15 +54,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--data-dir", default=None, help="where the run's data lives here (default: as recorded)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--bins", type=int, default=0,
+                        help="also the share of generated and training faces in each of this many equal bins of every "
+                             "head's score (where a rate gap comes from: e.g. too few *clearly* male faces)")
     args = parser.parse_args()
     run = locate_run(run=args.run)
     classifier = args.classifier_run or run.config["model"]["quality"].get("classifier_run")
     datamodule = build_datamodule(run, {"progress": False, "data_dir": args.data_dir})
     quality = GanQuality(classifier_run=classifier, n_samples=args.n, n_final=args.n, true_fid=False,
                          separability=partial(fit_hyperplane, C=1.0))
-    figures = quality.evaluate(RunAsGan(GanRunGenerator(run=args.run, checkpoint=args.checkpoint)), datamodule,
-                               final=True)
+    gan = RunAsGan(GanRunGenerator(run=args.run, checkpoint=args.checkpoint))
+    figures = quality.evaluate(gan, datamodule, final=True)
     figures["settings"].update(run=str(args.run), checkpoint=args.checkpoint)
+    if args.bins:
+        figures["score_shares"] = score_shares(quality, gan, datamodule, args.n, args.bins)
     text = json.dumps(figures, indent=1, default=float)
     print(text)
     if args.out:

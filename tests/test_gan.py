@@ -346,6 +346,37 @@ def test_gan_run_generator_loads_the_ema_weights(tmp_path):
         build_generator(kind="gan")
 
 
+def test_a_gan_run_travels_in_halves_and_samples_the_same(tmp_path):
+    """scripts/gan_halves.py: what a GPU session brings back (runs.tgz + EMA halves) rebuilds a working run dir."""
+    import shutil
+    import tarfile
+
+    model = tiny_gan()
+    opt_g, opt_d = model.configure_optimizers()
+    for _ in range(2):
+        model.adversarial_step(torch.rand(4, 3, 16, 16) * 2 - 1, opt_g, opt_d, True)
+    run = gan_run(tmp_path / "runs" / "gan", model)
+    out = tmp_path / "out"
+    script = [sys.executable, str(REPO / "scripts" / "gan_halves.py")]
+    subprocess.run([*script, "split", str(run / "checkpoints"), str(out)], check=True, capture_output=True)
+    halves = [torch.load(out / f"gan_best_ema_{part}.ckpt", weights_only=True)["state_dict"] for part in "ab"]
+    assert halves[0] and halves[1] and not set(halves[0]) & set(halves[1])  # two disjoint, non-empty halves
+    with tarfile.open(out / "runs.tgz", "w:gz") as tar:  # as gpu_session.sh packs it: no checkpoints
+        tar.add(run, arcname="gan", filter=lambda info: None if "checkpoints" in info.name else info)
+    shutil.rmtree(run)
+    joined = tmp_path / "train" / "gan_w64"
+    subprocess.run([*script, "join", str(out), str(joined)], check=True, capture_output=True)
+    z = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    for name in ("best", "last"):
+        np.testing.assert_array_equal(GanRunGenerator(run=str(joined), checkpoint=name).render(z),
+                                      model.generate(torch.from_numpy(z)))
+    again = subprocess.run([*script, "join", str(out), str(joined)], capture_output=True, text=True)
+    assert again.returncode != 0 and "exists" in again.stderr  # never written over
+    shutil.copy(out / "gan_best_ema_a.ckpt", out / "gan_best_ema_b.ckpt")
+    mixed = subprocess.run([*script, "join", str(out), str(tmp_path / "other")], capture_output=True, text=True)
+    assert mixed.returncode != 0 and "share tensors" in mixed.stderr and not (tmp_path / "other").exists()
+
+
 def test_a_classifier_run_is_not_a_generator(tmp_path):
     run = classifier_run(tmp_path / "clf")
     with pytest.raises(NotAGanRunError, match=r"trained facebias.models.classifier.AttributeClassifier, not a GAN"):
@@ -417,6 +448,24 @@ def test_fit_writes_a_gan_run(fitted):
 
 
 @pytest.mark.slow
+def test_quality_script_rescores_a_run_with_score_shares(fitted, tmp_path, data_dir):
+    """scripts/gan_quality.py on a trained run: its bins of the Male score add up to the Male rate it reports."""
+    run_dir, clf = fitted
+    out = tmp_path / "quality.json"
+    cmd = [sys.executable, str(REPO / "scripts" / "gan_quality.py"), str(run_dir), "--checkpoint", "last", "--n", "80",
+           "--bins", "10", "--classifier-run", str(clf), "--data-dir", str(data_dir), "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=300)
+    figures = json.loads(out.read_text())
+    assert figures["settings"]["checkpoint"] == "last" and figures["settings"]["n_generated"] == 80
+    male = figures["score_shares"]["Male"]
+    assert male["edges"][5] == 0.5 and len(male["generated"]) == len(male["train"]) == 10
+    for side, rates in (("generated", "generated"), ("train", "train")):
+        assert sum(male[side]) == pytest.approx(1.0, abs=1e-3)
+        # scores above 0.5 are the faces labelled male: the upper five bins hold exactly the reported rate
+        assert sum(male[side][5:]) == pytest.approx(figures["rates"][rates]["Male"], abs=1e-3)
+
+
+@pytest.mark.slow
 def test_fit_logs_losses_grids_and_quality_to_wandb(fitted):
     from wandb_records import find_runs, read_run
 
@@ -471,8 +520,7 @@ def test_gan_experiments_compose(name):
     assert cfg.model.image_size == cfg.data.image_size == 64
     from facebias.training.task import resolve_precision
 
-    if not torch.cuda.is_available():  # fp32 on a CPU even where it has bf16 (classifiers use it)
-        assert resolve_precision(cfg.trainer) == "32-true"
+    assert resolve_precision(cfg.trainer) == "32-true"  # fp32 on every device (bf16 is shown for classifiers only)
     celeba = compose([f"+experiment={name}", "data=celeba", "data.root=/datasets/celeba"])
     assert celeba.data.source == "celeba" and celeba.data.concept == cfg.data.concept
 
@@ -492,3 +540,26 @@ def test_console_summary_of_a_gan_run_shows_its_quality_not_an_empty_classifier_
     assert "classifier-FID" in shown and "113.2" in shown and "AP" not in shown
     assert "Eyeglasses | Male" in shown and "0.360" in shown and "0.730" in shown and "0.800" in shown
     assert "0.912" in shown
+
+
+def test_score_shares_script_tables_runs_against_their_training_faces(tmp_path):
+    """scripts/gan_score_shares.py: one CSV row per bin, a figure, and a refusal to mix different training faces."""
+    import csv
+
+    def figures(path: Path, generated: list[float], train: list[float]) -> str:
+        shares = {"Male": {"edges": [0.0, 0.5, 1.0], "generated": generated, "train": train}}
+        path.write_text(json.dumps({"score_shares": shares}))
+        return str(path)
+
+    a = figures(tmp_path / "a.json", [0.7, 0.3], [0.6, 0.4])
+    b = figures(tmp_path / "b.json", [0.55, 0.45], [0.6, 0.4])
+    script = [sys.executable, str(REPO / "scripts" / "gan_score_shares.py")]
+    subprocess.run([*script, f"w48={a}", f"w64={b}", "--out", str(tmp_path / "shares")], check=True, capture_output=True)
+    rows = list(csv.DictReader(open(tmp_path / "shares.csv")))
+    assert [(r["score_from"], r["training"], r["w48"], r["w64"]) for r in rows] == [
+        ("0.0", "0.6", "0.7", "0.55"), ("0.5", "0.4", "0.3", "0.45")]
+    assert (tmp_path / "shares.png").stat().st_size > 1000
+    other = figures(tmp_path / "c.json", [0.5, 0.5], [0.5, 0.5])  # scored against other training faces
+    refused = subprocess.run([*script, f"w48={a}", f"x={other}", "--out", str(tmp_path / "x")], capture_output=True,
+                             text=True)
+    assert refused.returncode != 0 and "other training faces" in refused.stderr
