@@ -102,8 +102,9 @@ def synth_datamodule(data_dir: str | Path, n_faces: int, size: int, batch_size: 
 
 
 def pipeline(dm, backbone: str, steps: int, device: str, bf16: bool = False, channels_last: bool = False,
-             warmup: int = 3) -> float:
-    """Images/s of Lightning's fit over the data module (``steps`` train batches timed after ``warmup``)."""
+             warmup: int = 3, profiler=None) -> float:
+    """Images/s of Lightning's fit over the data module (``steps`` train batches timed after ``warmup``);
+    ``profiler``: a Lightning profiler for the fit (its figures are then slowed by it)."""
     import pytorch_lightning as pl
 
     from facebias.models.classifier import AttributeClassifier
@@ -115,7 +116,7 @@ def pipeline(dm, backbone: str, steps: int, device: str, bf16: bool = False, cha
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=steps + warmup, limit_val_batches=0,
                          accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         precision="bf16-mixed" if bf16 else "32-true", callbacks=[timer])
+                         precision="bf16-mixed" if bf16 else "32-true", callbacks=[timer], profiler=profiler)
     trainer.fit(model, datamodule=dm)
     return timer.images / timer.seconds
 

@@ -13,6 +13,11 @@
 
     python bench/gpu_check.py [--json gpu_check.json] [--data-dir DIR]   # on the GPU machine
     python bench/gpu_check.py --quick                                    # same code, tiny sizes: any CPU, < 1 min
+    python bench/gpu_check.py --profile DIR                              # (a)'s pipeline once more, profiled
+
+--profile: after (a), the same Lightning fit under Lightning's SimpleProfiler (host time of each hook per step,
+printed beside the GPU time a step takes at (a)'s ceiling: a host-bound step shows up as host time above it) and
+under its PyTorchProfiler (operator table, CPU and CUDA time); both text reports go to DIR. About 30 s more.
 
 --quick runs small_cnn at 32 px on 1,200 faces (train.py still composes `model=resnet50`, then swaps the backbone), a few batches, and a 2,000-sample bootstrap; it checks that the
 script works, its numbers mean nothing. A section that fails prints its error, the others still run, and the
@@ -42,7 +47,7 @@ if str(HERE) not in sys.path:
 from _common import ceiling, describe_environment, environment, pipeline, synth_datamodule  # noqa: E402
 
 BUDGET_S = 300  # the whole check, on one GPU
-LABELS = {"throughput": "a", "end_to_end": "b", "metrics_bootstrap": "c"}
+LABELS = {"throughput": "a", "profile": "profile", "end_to_end": "b", "metrics_bootstrap": "c"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,39 @@ def throughput(sizes: Sizes, data_dir: Path, device: str) -> dict[str, Any]:
     say(f"    ceiling: the same backbone, forward+backward+Adam on random tensors already on {device}, "
         f"torch.autocast bf16; same run. Data generation + cache: {setup_s:.1f} s")
     return result
+
+
+# the Lightning actions that make up a training step's host time: label -> the end of SimpleProfiler's action name
+# (optimizer_step runs the closure: forward and backward are inside it; run_training_batch is the whole step)
+HOST_ACTIONS = {"next batch": ".train_dataloader_next", "to device": "Strategy.batch_to_device",
+                "forward (training_step)": "Strategy.training_step", "backward": "Strategy.backward",
+                "optimizer_step incl. closure": ".optimizer_step", "whole batch": "run_training_batch"}
+
+
+def profile(sizes: Sizes, data_dir: Path, device: str, out: Path, ceiling_img_s: float | None) -> dict[str, Any]:
+    """(a)'s pipeline again under Lightning's profilers: where each step's host time goes, and the operator table."""
+    from pytorch_lightning.profilers import PyTorchProfiler, SimpleProfiler
+
+    out.mkdir(parents=True, exist_ok=True)
+    dm = synth_datamodule(data_dir, sizes.faces, sizes.size, sizes.batch, workers=0, sweep=[50, 60, 70, 80, 90, 100])
+    simple = SimpleProfiler(dirpath=out, filename="simple")
+    pipeline(dm, sizes.backbone, sizes.steps, device, bf16=True, channels_last=True, warmup=sizes.warmup,
+             profiler=simple)
+    host_ms = {}
+    for label, key in HOST_ACTIONS.items():
+        durations = [d for action, ds in simple.recorded_durations.items() if action.endswith(key) for d in ds]
+        if durations:
+            host_ms[label] = round(1000 * sum(durations[sizes.warmup:] or durations) /
+                                   len(durations[sizes.warmup:] or durations), 2)
+    gpu_ms = round(1000 * sizes.batch / ceiling_img_s, 2) if ceiling_img_s else None
+    torch_profiler = PyTorchProfiler(dirpath=out, filename="torch", export_to_chrome=False, row_limit=40,
+                                     sort_by_key="cuda_time_total" if device == "cuda" else "cpu_time_total")
+    pipeline(dm, sizes.backbone, min(sizes.steps, 10), device, bf16=True, channels_last=True,
+             warmup=min(sizes.warmup, 3), profiler=torch_profiler)
+    parts = " | ".join(f"{label} {ms:.2f}" for label, ms in host_ms.items())
+    say(f"[profile] host ms per step (SimpleProfiler, mean after warm-up): {parts} | a step at (a)'s ceiling: "
+        f"{gpu_ms if gpu_ms is not None else 'n/a'} ms; reports in {out}")
+    return {"host_ms_per_step": host_ms, "ceiling_ms_per_step": gpu_ms, "reports": sorted(p.name for p in out.iterdir())}
 
 
 def end_to_end(sizes: Sizes, data_dir: Path, work: Path, ceiling_img_s: float | None, timeout: int
@@ -173,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="SynthFaces and the image cache (kept; default: a temporary directory, removed)")
     parser.add_argument("--timeout", type=int, default=BUDGET_S, help="seconds allowed to (b)'s train.py")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="after (a), profile its pipeline once more; the text reports go to this directory")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -192,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         data_dir = args.data_dir or work / "data"
         sections = [("throughput", lambda: throughput(sizes, data_dir, device)),
+                    *([("profile", lambda: profile(sizes, data_dir, device, args.profile,
+                                                   report.get("throughput", {}).get("ceiling_img_s")))]
+                      if args.profile else []),
                     ("end_to_end", lambda: end_to_end(sizes, data_dir, work, report.get("throughput", {})
                                                       .get("ceiling_img_s"), args.timeout)),
                     ("metrics_bootstrap", lambda: bootstrap(sizes))]

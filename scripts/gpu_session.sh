@@ -25,7 +25,8 @@ if [ "${TINY:-0}" = 1 ]; then
 else
   CHECK=""; CLF_SIZE=""; GAN_SIZE=""; GAN_BENCH="--steps 100 --warmup 10 --faces 12000 --repeats 2"; BUDGET=${BUDGET:-560}
 fi
-timeout 200 $PY bench/gpu_check.py $CHECK --json "$OUT/gpu_check.json" --data-dir "$DATA" > "$LOGS/gpu_check.log" 2>&1
+timeout 240 $PY bench/gpu_check.py $CHECK --json "$OUT/gpu_check.json" --data-dir "$DATA" --profile "$RUNS/profile" \
+  > "$LOGS/gpu_check.log" 2>&1
 echo "gpu_check rc=$? at ${SECONDS}s"; grep "^\[\|^total" "$LOGS/gpu_check.log"
 timeout 150 $PY train.py exp_name=quality_clf 'data.targets=[Male,Eyeglasses]' $CLF_SIZE $Q hydra.run.dir=$RUNS/quality_clf \
   > "$LOGS/quality_clf.log" 2>&1

@@ -20,7 +20,7 @@ def test_gpu_check_quick(tmp_path, data_dir):
     out = tmp_path / "figures.json"
     # the session's data dir: the 1,200 SynthFaces of the tiny configs, generated once for every test
     cmd = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--quick", "--json", str(out),
-           "--data-dir", str(data_dir)]
+           "--data-dir", str(data_dir), "--profile", str(tmp_path / "profile")]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "WANDB_MODE": "disabled"})
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -38,6 +38,8 @@ def test_gpu_check_quick(tmp_path, data_dir):
     b = line("[b] train.py end to end, 1 epoch: ")
     assert re.search(rf"wall {NUMBER} s .* -> {NUMBER} img/s over the run \| ceiling {NUMBER} img/s from \(a\) "
                      rf"\| ratio {NUMBER} \| test acc {NUMBER}", b), b
+    profile = line("[profile] host ms per step (SimpleProfiler, mean after warm-up): ")
+    assert re.search(rf"whole batch {NUMBER} \| a step at \(a\)'s ceiling: {NUMBER} ms", profile), profile
     c = line("[c] metrics bootstrap 50 resamples x 2000 samples: ")
     assert re.search(rf"fairness_report {NUMBER} s \| per-resample loop {NUMBER} s \| {NUMBER}x faster", c), c
     assert "no GPU path" in result.stdout and "model=resnet50" in result.stdout  # where the numbers came from
@@ -52,6 +54,11 @@ def test_gpu_check_quick(tmp_path, data_dir):
     assert b_json["ceiling_img_s"] == a_json["ceiling_img_s"]  # (b)'s ceiling is (a)'s, same run
     assert b_json["n_train"] > 0 and 0 <= b_json["test_acc"] <= 1 and b_json["wall_s"] >= b_json["train_s"] > 0
     assert c_json["fairness_report_s"] > 0 and c_json["loop_s"] > 0
+    host = report["profile"]["host_ms_per_step"]  # the step's parts: none longer than the whole batch
+    assert host["whole batch"] > 0 and all(ms <= host["whole batch"] * 1.05 for label, ms in host.items()
+                                           if label != "next batch"), host
+    assert report["profile"]["ceiling_ms_per_step"] == pytest.approx(1000 * 32 / a_json["ceiling_img_s"], rel=1e-2)
+    assert {"fit-simple.txt", "fit-torch.txt"} <= set(report["profile"]["reports"])
     assert report["total_s"] < 120  # "well under a minute" on an idle CPU; shared CI machines get slack
 
 
