@@ -7,6 +7,7 @@
 # also trains the `gan` experiment (all 24,000 faces) for the rate and separability figures.
 # GAN=<run dir> TAG=<suffix>: the de-biasing arms with another, already trained GAN (e.g. the H100's widths-64 `gan`:
 #   GAN=outputs/train/gan_w64 TAG=_w64 bash scripts/gan_known_answer.sh), in multirun/train/debias_gan<TAG>_arms_p80.
+# PAIRS=agreed trains both arms on the agreed pairs only (debias.pairs; README "De-biasing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,7 +19,7 @@ GAN=${GAN:-outputs/train/gan_p80}; TAG=${TAG:-}
 [ -f $GAN/metrics.json ] || $PY train.py +experiment=gan_p80 model.quality.classifier_run=$CLF $EPOCHS $QUIET hydra.run.dir=$GAN
 [ -d multirun/train/debias_base ] || { echo "run scripts/debias_known_answer.sh first (its baseline is f_t)"; exit 1; }
 base=$(ls -d multirun/train/debias_base/*_p80)
-$PY train.py -m +experiment=debias_p80 debias.arm=control,debiased debias.target_run=$base debias.n_fit=5000 \
+$PY train.py -m +experiment=debias_p80 debias.arm=control,debiased debias.target_run=$base debias.n_fit=5000 ${PAIRS:+debias.pairs=$PAIRS} \
     debias.generator.kind=gan +debias.generator.run=$GAN exp_name=debias_gan${TAG}_p80 \
     model.backbone=small_cnn data.image_size=32 trainer.max_epochs=3 trainer.cpu_bf16=false $QUIET hydra.sweep.dir=multirun/train/debias_gan${TAG}_arms_p80
 $PY evaluate.py "sweep=[multirun/train/debias_base,multirun/train/debias_arms_p80,multirun/train/debias_gan${TAG}_arms_p80]" \

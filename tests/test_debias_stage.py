@@ -160,6 +160,10 @@ def test_grayscale_is_labelled_by_the_pixel_rule_and_flipped_by_z_prime(debiased
     from facebias.generators.quality import grayscale_flags
 
     assert np.array_equal(grayscale_flags(images).astype(np.uint8)[: len(z)], labels["protected"][: len(z)])
+    agreed, view = labels["agreed"], meta["classifier_view"]  # one mark per pair, on both of its faces
+    assert np.array_equal(agreed[: len(z)], agreed[len(z):]) and agreed.mean() == pytest.approx(view["agreed_rate"])
+    assert view["protected_flip_rate"] + view["target_keep_rate"] - 1 - 1e-9 <= view["agreed_rate"] \
+        <= min(view["protected_flip_rate"], view["target_keep_rate"]) + 1e-9
 
 
 @pytest.mark.slow
@@ -200,6 +204,8 @@ def test_guard_rails_stop_before_anything_is_trained(tmp_path):
         stage.check_debias_config(compose(["+experiment=debias_gray_p80", *TINY]))
     with pytest.raises(stage.DebiasConfigError, match=r"debias.arm='both': use debiased .* or control"):
         stage.check_debias_config(compose([*base, "debias.arm=both"]))
+    with pytest.raises(stage.DebiasConfigError, match=r"debias.pairs='some': use all .* or agreed"):
+        stage.check_debias_config(compose([*base, "debias.pairs=some"]))
     with pytest.raises(stage.DebiasConfigError, match=r"one target at a time"):
         stage.check_debias_config(compose([*base, "data.targets=[Male,Smiling]"]))
     with pytest.raises(stage.DebiasConfigError, match=r"data.source=folder: the generator must be trained"):
@@ -242,9 +248,27 @@ def test_joined_batches_mix_real_and_generated_rows(tmp_path):
     assert batch["target"].tolist() == [[1.0], [0.0], [0.0]] and batch["protected"].tolist() == [0, 1, 0]
     with pytest.raises(ValueError, match=r"use a non-empty subset of \['z', 'zprime'\]"):
         AugmentedBatches(tmp_path, ["both"])
+    with pytest.raises(ValueError, match="no 'agreed'.*delete the folder"):  # a set built before the marks
+        AugmentedBatches(tmp_path, pairs="agreed")
+    with pytest.raises(ValueError, match=r"pairs='some'"):
+        AugmentedBatches(tmp_path, pairs="some")
     with pytest.raises(FileNotFoundError, match=r"not a finished augmented set: meta.json missing"):
         (tmp_path / "meta.json").unlink()
         AugmentedBatches(tmp_path)
+
+
+def test_agreed_pairs_keep_both_faces_of_each_agreed_pair(tmp_path):
+    """pairs=agreed: pairs 0 and 2 of 4 agreed, so G(z) rows 0, 2 and G(z') rows 4, 6 are served, nothing else."""
+    n = 4
+    np.save(tmp_path / "images.npy", np.arange(2 * n, dtype=np.uint8).repeat(12).reshape(2 * n, 2, 2, 3))
+    np.savez(tmp_path / "labels.npz", target=np.array([1, 0, 1, 0] * 2), protected=np.array([1, 1, 0, 0, 0, 0, 1, 1]),
+             part=np.repeat([0, 1], n), agreed=np.array([1, 0, 1, 0] * 2))
+    (tmp_path / "meta.json").write_text("{}")
+    agreed = AugmentedBatches(tmp_path, pairs="agreed")
+    batch = agreed.__getitems__(list(range(len(agreed))))
+    assert batch["image"][:, 0, 0, 0].tolist() == [0, 2, 4, 6] and batch["row"].tolist() == [-1, -3, -5, -7]
+    assert batch["target"].tolist() == [[1.0], [1.0], [1.0], [1.0]] and batch["protected"].tolist() == [1, 0, 0, 1]
+    assert len(AugmentedBatches(tmp_path, ["z"], pairs="agreed")) == 2 and len(AugmentedBatches(tmp_path)) == 2 * n
 
 
 def _datamodule(cfg):

@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from facebias.data.augmented import PAIRS
 from facebias.data.bias import GRAYSCALE
 from facebias.reporting.console import get_logger
 from facebias.reporting.files import read_json, write_json_atomic
 
 log = get_logger(__name__)
 ARMS = {"debiased": ("z", "zprime"), "control": ("z",)}
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: labels.npz holds `agreed` per pair (debias.pairs=agreed)
 CHUNK = 1024
 
 
@@ -87,6 +88,9 @@ def check_debias_config(cfg: DictConfig) -> None:
             "grayscale is not a latent attribute of the SynthFaces renderer (it is applied to the photo after "
             "rendering), so no hyperplane in z can flip it: de-bias the grayscale family with a trained GAN "
             "(debias.generator.kind=gan, the GAN issue) or choose a latent concept such as Eyeglasses")
+    if d.get("pairs", "all") not in PAIRS:
+        raise DebiasConfigError(f"debias.pairs={d.get('pairs')!r}: use all (every pair, the method) or agreed (only "
+                                "pairs where f_t keeps the target on G(z') and f_g sees the protected attribute flip)")
     if kind == "gan" and not d.generator.get("run"):
         raise DebiasConfigError("debias.generator.kind=gan needs the GAN's run dir: +debias.generator.run=<dir> "
                                 "(python train.py +experiment=gan_p80, or gan_gray_p80 for the grayscale family, "
@@ -363,8 +367,9 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
     images, table = render_pairs(work, generator, z, zprime, label, int(d.batch_size))
     t, g, t_prime, g_prime = (table[:, i].astype(np.uint8) for i in range(4))
     tmp = work / ".labels.tmp.npz"
+    agreed = ((t_prime == t) & (g_prime != g)).astype(np.uint8)  # the classifiers see the pair as the method means it
     np.savez(tmp, target=np.concatenate([t, t]), protected=np.concatenate([g, 1 - g]),
-             part=np.repeat(np.array([0, 1], dtype=np.uint8), n_augment))
+             part=np.repeat(np.array([0, 1], dtype=np.uint8), n_augment), agreed=np.concatenate([agreed, agreed]))
     tmp.replace(work / "labels.npz")
     del images
     np.save(work / "z.npy", z.astype(np.float32))
@@ -377,7 +382,8 @@ def _build(work: Path, generator, f_t: Classifier, f_g: Classifier, d: DictConfi
                         "c": plane_cosine(h_t, h_g)},
         "fit_labels": {"positive_rate": fitted["positive_rate"], "joint": fitted["joint"]},
         "classifier_view": {  # what f_t and f_g say about the pairs
-            "protected_flip_rate": float(np.mean(g_prime != g)), "target_keep_rate": float(np.mean(t_prime == t))},
+            "protected_flip_rate": float(np.mean(g_prime != g)), "target_keep_rate": float(np.mean(t_prime == t)),
+            "agreed_rate": float(agreed.mean())},
         "composition": {"G(z)": _joint_rates(t, g), "G(z')": _joint_rates(t, 1 - g)},
         "classifiers": {"target": f_t.source(), "protected": f_g.source()},
         "seconds": round(time.time() - started, 1),

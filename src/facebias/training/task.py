@@ -163,7 +163,8 @@ def train(cfg: DictConfig, out: Path | None = None, identity: dict[str, str] | N
         get_logger(__name__).info(datamodule.splits.summary())
         record.data = datamodule.describe()
         if augmented is not None:
-            record.data["augmented"] = attach_augmentation(datamodule, augmented, cfg.debias.arm)
+            pairs = str(cfg.debias.get("pairs", "all"))
+            record.data["augmented"] = attach_augmentation(datamodule, augmented, cfg.debias.arm, pairs)
         if lead:
             record.write(out)
         model = hydra.utils.instantiate(cfg.model, _convert_="all", targets=list(cfg.data.targets),
@@ -226,14 +227,16 @@ def augment_stage(cfg: DictConfig, out: Path, identity: dict[str, str]):
     return augmented
 
 
-def attach_augmentation(datamodule, augmented, arm: str) -> dict[str, Any]:
-    """Join the arm's parts of the augmented set to the training split; what the run trained on."""
+def attach_augmentation(datamodule, augmented, arm: str, pairs: str = "all") -> dict[str, Any]:
+    """Join the arm's parts of the augmented set (all pairs, or the agreed ones) to the training split; what the
+    run trained on."""
     from facebias.data.augmented import AugmentedBatches
     from facebias.debias.stage import ARMS
 
-    generated = AugmentedBatches(augmented.path, ARMS[arm])
+    generated = AugmentedBatches(augmented.path, ARMS[arm], pairs)
     datamodule.attach_augmentation(generated)
-    return {"path": str(augmented.path), "arm": arm, "parts": list(ARMS[arm]), "n_generated": len(generated),
+    return {"path": str(augmented.path), "arm": arm, "parts": list(ARMS[arm]), "pairs": pairs,
+            "n_generated": len(generated),
             "n_real": len(datamodule.dataset("train")), "key": augmented.meta.get("key")}
 
 
