@@ -68,3 +68,45 @@ def test_pair_figures_count_what_changes_within_pairs(tmp_path):
     (tmp_path / "labels.npz").unlink()
     with pytest.raises(SystemExit, match="augment-<key>"):
         script().pair_figures("broken", tmp_path, PlantedLabeller())
+
+
+def test_pairs_table_names_runs_from_their_configs_and_keeps_p80(tmp_path):
+    """scripts/debias_pairs_figure.py table: generator/arm/pairs/seed come from each run's config.yaml, P = 90 runs
+    are left out, rows follow the comparison's order, and a run outside it is refused by name."""
+    import csv
+    import subprocess
+    import sys
+
+    import yaml
+
+    def run(name: str, seed: int, debias: dict | None) -> str:
+        run_dir = tmp_path / "multirun" / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "debias": debias}))
+        return str(run_dir)
+
+    figures = {"AP": "90.0", "DEO": "20.04", "DEO_std": "2.5", "BA": "10", "KL": "1.234", "gap": "25.06"}
+    rows = [{"P": "80", "run_dir": run("gan_debiased", 1, {"arm": "debiased", "pairs": "agreed",
+                                                           "generator": {"kind": "gan", "run": "x/gan_w64"}})},
+            {"P": "80", "run_dir": run("base", 0, None)},
+            {"P": "90", "run_dir": run("base90", 0, None)},
+            {"P": "80", "run_dir": run("renderer", 2, {"arm": "control", "pairs": "all",
+                                                       "generator": {"kind": "synthfaces"}})}]
+    summary = tmp_path / "summary.csv"
+    with open(summary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["P", "run_dir", *figures])
+        writer.writeheader()
+        writer.writerows({**row, **figures} for row in rows)
+    script = [sys.executable, str(REPO / "scripts" / "debias_pairs_figure.py")]
+    subprocess.run([*script, "table", str(summary), "--out", str(tmp_path / "t.csv")], check=True, capture_output=True)
+    table = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert [(r["generator"], r["arm"], r["pairs"], r["seed"]) for r in table] == [
+        ("—", "baseline", "—", "0"), ("renderer", "control", "all", "2"), ("gan_w64", "debiased", "agreed", "1")]
+    assert table[0]["gap"] == "25.1" and table[0]["KL"] == "1.23" and table[0]["run_dir"] == "multirun/base"
+    run("other", 0, {"arm": "debiased", "pairs": "all", "generator": {"kind": "gan", "run": "x/gan_p80"}})
+    with open(summary, "a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=["P", "run_dir", *figures]).writerow(
+            {"P": "80", "run_dir": str(tmp_path / "multirun" / "other"), **figures})
+    refused = subprocess.run([*script, "table", str(summary), "--out", str(tmp_path / "u.csv")], capture_output=True,
+                             text=True)
+    assert refused.returncode != 0 and "gan_p80" in refused.stderr
