@@ -116,9 +116,9 @@ def profile(sizes: Sizes, data_dir: Path, device: str, out: Path, ceiling_img_s:
     host_ms = {}
     for label, key in HOST_ACTIONS.items():
         durations = [d for action, ds in simple.recorded_durations.items() if action.endswith(key) for d in ds]
-        if durations:
-            host_ms[label] = round(1000 * sum(durations[sizes.warmup:] or durations) /
-                                   len(durations[sizes.warmup:] or durations), 2)
+        timed = durations[sizes.warmup:] or durations  # after warm-up where there are enough steps
+        if timed:
+            host_ms[label] = round(1000 * sum(timed) / len(timed), 2)
     gpu_ms = round(1000 * sizes.batch / ceiling_img_s, 2) if ceiling_img_s else None
     torch_profiler = PyTorchProfiler(dirpath=out, filename="torch", export_to_chrome=False, row_limit=40,
                                      sort_by_key="cuda_time_total" if device == "cuda" else "cpu_time_total")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from facebias.models.gan import EMA_PREFIX, NotAGanCheckpointError, ema_state_dict
+
 CHECKPOINTS = ("best", "last")
 
 
@@ -30,9 +32,10 @@ def split(checkpoints: Path, out: Path) -> list[str]:
         if not path.is_file():
             continue
         data = torch.load(path, map_location="cpu", weights_only=True)
-        ema = {k: v for k, v in data["state_dict"].items() if k.startswith("generator_ema.")}
-        if not ema:
-            raise SystemExit(f"{path} holds no generator_ema.* weights: not a FaceGAN checkpoint")
+        try:  # kept under the prefix, so that the joined checkpoint loads as a FaceGAN run's
+            ema = {EMA_PREFIX + k: v for k, v in ema_state_dict(data["state_dict"]).items()}
+        except NotAGanCheckpointError as error:
+            raise SystemExit(f"{path}: {error}") from None
         halves, sizes = ({}, {}), [0, 0]
         for key in sorted(ema, key=lambda k: -ema[k].numel()):
             lighter = sizes.index(min(sizes))

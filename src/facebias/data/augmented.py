@@ -50,7 +50,6 @@ class AugmentedBatches(Dataset):
                 raise ValueError(f"{path} was built before pairs were marked agreed (labels.npz has no 'agreed'); "
                                  "delete the folder and rerun: the de-biasing stage rebuilds it")
             keep &= labels["agreed"].astype(bool)
-        self.pairs = pairs
         self.index = np.flatnonzero(keep)
         self.targets = labels["target"][keep].reshape(len(self.index), -1).astype(np.uint8)
         self.protected = labels["protected"][keep].astype(np.uint8)

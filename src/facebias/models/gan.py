@@ -151,10 +151,12 @@ def save_png(picture: np.ndarray, path: Path) -> Path:
     return path
 
 
+EMA_PREFIX = "generator_ema."  # FaceGAN.generator_ema in a state_dict: what a generator run is sampled from
+
+
 def ema_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The EMA generator's weights out of a FaceGAN state_dict (keys without the ``generator_ema.`` prefix)."""
-    prefix = "generator_ema."
-    found = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    found = {key[len(EMA_PREFIX):]: value for key, value in state_dict.items() if key.startswith(EMA_PREFIX)}
     if not found:
         raise NotAGanCheckpointError("the checkpoint holds no generator_ema.* weights: it was not written by FaceGAN")
     return found
